@@ -1,0 +1,272 @@
+//! The JSON commands clients send in descriptors, tickets and action bodies.
+//!
+//! Every command is a UTF-8 JSON object; unknown fields are refused by name so a
+//! typo never silently changes what a request does. Nothing is ever unpickled or
+//! evaluated: the only code a client can send is a SQL query, which the DuckDB
+//! engine runs read-only and confined to the warehouse.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The namespace of a table named without one.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// A table's name: `ns.name`, or `name` in the default namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl TableName {
+    pub fn new(namespace: &str, name: &str) -> Result<Self> {
+        for part in [namespace, name] {
+            check_identifier(part)?;
+        }
+        Ok(Self { namespace: namespace.to_string(), name: name.to_string() })
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.split('.').collect::<Vec<_>>().as_slice() {
+            [name] => Self::new(DEFAULT_NAMESPACE, name),
+            [namespace, name] => Self::new(namespace, name),
+            _ => Err(Error::invalid(format!(
+                "table name {text:?} must be \"name\" or \"namespace.name\""
+            ))),
+        }
+    }
+
+    /// The name as DuckDB SQL: both parts quoted.
+    pub fn sql(&self) -> String {
+        format!("{}.{}", quote_ident(&self.namespace), quote_ident(&self.name))
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.namespace, self.name)
+    }
+}
+
+impl<'de> Deserialize<'de> for TableName {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(de)?;
+        TableName::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for TableName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Names become directory names and SQL identifiers: keep them plain.
+fn check_identifier(part: &str) -> Result<()> {
+    let mut chars = part.chars();
+    let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && part.len() <= 128;
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "invalid name part {part:?}: use letters, digits and _ (not starting with a digit)"
+        )))
+    }
+}
+
+/// Quote an identifier for DuckDB SQL.
+pub fn quote_ident(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// Quote a string literal for DuckDB SQL.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Where a table lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    #[default]
+    Iceberg,
+    Duckdb,
+}
+
+/// What a put does to an existing table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    /// Add the stream's rows; create the table if it is missing.
+    #[default]
+    Append,
+    /// Replace the table's rows (and schema) in one atomic commit; create it if missing.
+    Overwrite,
+    /// Create a new table; refuse if it exists.
+    Create,
+    /// Spark's name for `create`.
+    ErrorIfExists,
+}
+
+/// DoPut's descriptor command.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutCommand {
+    pub table: TableName,
+    #[serde(default)]
+    pub mode: WriteMode,
+    #[serde(default)]
+    pub target: Target,
+}
+
+/// A read of one table: the columns, filter and limit go into the scan.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableRead {
+    pub table: TableName,
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "selected_fields")]
+    pub columns: Option<Vec<String>>,
+    /// A SQL boolean expression over the table's columns.
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "row_filter")]
+    pub filter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+/// A read-only SQL query over the warehouse's tables.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlRead {
+    pub sql: String,
+}
+
+/// GetFlightInfo's descriptor command and DoGet's ticket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ReadCommand {
+    Table(TableRead),
+    Sql(SqlRead),
+}
+
+impl ReadCommand {
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let object = json_object(bytes, "read command")?;
+        if object.contains_key("sql") {
+            Ok(ReadCommand::Sql(from_value(object, "SQL read")?))
+        } else if object.contains_key("table") {
+            let read: TableRead = from_value(object, "table read")?;
+            if read.snapshot_id.is_some() && read.as_of.is_some() {
+                return Err(Error::invalid("give either \"snapshot_id\" or \"as_of\", not both"));
+            }
+            Ok(ReadCommand::Table(read))
+        } else {
+            Err(Error::invalid(
+                "a read command is a JSON object with \"table\" (and optional columns, filter, \
+                 snapshot_id, as_of, limit) or \"sql\"",
+            ))
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("commands serialize")
+    }
+}
+
+impl PutCommand {
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        from_value(json_object(bytes, "put command")?, "put command")
+    }
+
+    /// The descriptor PATH form `["ns", "name"]`: append to Iceberg.
+    pub fn from_path(path: &[String]) -> Result<Self> {
+        let table = match path {
+            [name] => TableName::parse(name)?,
+            [namespace, name] => TableName::new(namespace, name)?,
+            _ => return Err(Error::invalid("a descriptor path is [\"namespace\", \"table\"]")),
+        };
+        Ok(Self { table, mode: WriteMode::Append, target: Target::Iceberg })
+    }
+}
+
+/// Parse an action body or command into `T`, naming the command in errors.
+pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    from_value(json_object(bytes, what)?, what)
+}
+
+fn json_object(bytes: &[u8], what: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|err| Error::invalid(format!("malformed JSON in {what}: {err}")))?;
+    match value {
+        serde_json::Value::Object(map) => Ok(map),
+        other => Err(Error::invalid(format!("{what} must be a JSON object, got {other}"))),
+    }
+}
+
+fn from_value<T: serde::de::DeserializeOwned>(
+    object: serde_json::Map<String, serde_json::Value>,
+    what: &str,
+) -> Result<T> {
+    serde_json::from_value(serde_json::Value::Object(object))
+        .map_err(|err| Error::invalid(format!("invalid {what}: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unqualified_names_live_in_default() {
+        let name = TableName::parse("events").unwrap();
+        assert_eq!(name.to_string(), "default.events");
+        assert_eq!(name.sql(), "\"default\".\"events\"");
+    }
+
+    #[test]
+    fn hostile_names_are_refused() {
+        for bad in ["a.b.c", "", "../x", "x; drop", "1abc", "a.\"b\""] {
+            assert!(TableName::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let err = PutCommand::from_json(br#"{"table": "t", "mood": "append"}"#).unwrap_err();
+        assert!(err.to_string().contains("mood"), "{err}");
+        let err = ReadCommand::from_json(br#"{"table": "t", "colums": ["a"]}"#).unwrap_err();
+        assert!(err.to_string().contains("colums"), "{err}");
+    }
+
+    #[test]
+    fn malformed_json_quotes_the_parse_error() {
+        let err = ReadCommand::from_json(b"{\"table\": ").unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)));
+        assert!(err.to_string().contains("EOF"), "{err}");
+    }
+
+    #[test]
+    fn read_commands_round_trip_as_tickets() {
+        let cmd = ReadCommand::from_json(
+            br#"{"table": "s.t", "columns": ["a"], "filter": "a > 1", "limit": 5, "snapshot_id": 7}"#,
+        )
+        .unwrap();
+        assert_eq!(ReadCommand::from_json(&cmd.to_json()).unwrap(), cmd);
+    }
+
+    #[test]
+    fn put_defaults_to_iceberg_append() {
+        let cmd = PutCommand::from_json(br#"{"table": "s.t"}"#).unwrap();
+        assert_eq!((cmd.mode, cmd.target), (WriteMode::Append, Target::Iceberg));
+        let err = PutCommand::from_json(br#"{"table": "s.t", "mode": "upsert"}"#).unwrap_err();
+        assert!(err.to_string().contains("upsert"), "{err}");
+    }
+}

@@ -1,0 +1,165 @@
+//! The embedded DuckDB: the read engine for every table, and the store of
+//! DuckDB-native (`target: "duckdb"`) tables.
+//!
+//! The database is configured once at startup and then locked: queries may read
+//! files only inside the warehouse, and no query can change that.
+
+pub mod read;
+mod types;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use duckdb::Connection;
+use serde::Serialize;
+
+pub use read::QueryStream;
+pub use types::{duckdb_type, empty_relation};
+pub use write::DuckWrite;
+
+use crate::command::{TableName, quote_literal};
+use crate::error::{Context, Error, Result};
+
+/// How DuckDB reads Iceberg tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IcebergReader {
+    /// DuckDB's iceberg extension (`iceberg_scan`).
+    Extension,
+    /// `read_parquet` over the snapshot's data files, planned by iceberg-rust.
+    ReadParquet,
+}
+
+/// Which reader to use: the extension when it loads, or a fixed choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReaderChoice {
+    #[default]
+    Auto,
+    Extension,
+    ReadParquet,
+}
+
+pub struct DuckEngine {
+    /// Connections for requests are cloned from this one (one database instance).
+    base: Mutex<Connection>,
+    pub reader: IcebergReader,
+    /// Why the extension is not in use, when it is not.
+    pub reader_note: Option<String>,
+}
+
+impl DuckEngine {
+    /// Open (or create) the database, load the iceberg extension if wanted, and
+    /// confine file access to the warehouse.
+    pub fn open(db_path: &Path, warehouse: &Path, extension_dir: Option<&Path>, choice: ReaderChoice) -> Result<Self> {
+        let conn = Connection::open(db_path).with_context(|| format!("opening {}", db_path.display()))?;
+        let mut setup = vec![
+            "SET autoinstall_known_extensions = false".to_string(),
+            "SET autoload_known_extensions = false".to_string(),
+        ];
+        if let Some(dir) = extension_dir {
+            setup.push(format!("SET extension_directory = {}", quote_literal(&dir.display().to_string())));
+        }
+        conn.execute_batch(&setup.join(";")).context("configuring DuckDB")?;
+
+        let (reader, reader_note) = match choice {
+            ReaderChoice::ReadParquet => (IcebergReader::ReadParquet, Some("chosen by configuration".to_string())),
+            ReaderChoice::Extension | ReaderChoice::Auto => match conn.execute_batch("LOAD avro; LOAD iceberg;") {
+                Ok(()) => (IcebergReader::Extension, None),
+                Err(err) if choice == ReaderChoice::Auto => {
+                    (IcebergReader::ReadParquet, Some(format!("iceberg extension not loadable: {err}")))
+                }
+                Err(err) => return Err(err).context("loading DuckDB's iceberg extension"),
+            },
+        };
+
+        let warehouse_dir = format!("{}/", warehouse.display());
+        conn.execute_batch(&format!(
+            "SET allowed_directories = [{}];
+             SET enable_external_access = false;
+             SET lock_configuration = true;",
+            quote_literal(&warehouse_dir)
+        ))
+        .context("confining DuckDB to the warehouse")?;
+        Ok(Self { base: Mutex::new(conn), reader, reader_note })
+    }
+
+    /// A connection of its own for one request (DuckDB calls block: use it off the
+    /// async executor).
+    pub fn connect(&self) -> Result<Connection> {
+        let base = self.base.lock().map_err(|_| Error::internal("DuckDB connection lock poisoned"))?;
+        base.try_clone().context("opening a DuckDB connection")
+    }
+
+    /// Point the view `name` at an Iceberg table's data (`source` is a FROM item).
+    pub fn replace_view(&self, name: &TableName, source: &str) -> Result<()> {
+        let conn = self.connect()?;
+        conn.execute_batch(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {ns}; CREATE OR REPLACE VIEW {view} AS SELECT * FROM {source};",
+            ns = crate::command::quote_ident(&name.namespace),
+            view = name.sql(),
+        ))
+        .with_context(|| format!("publishing {name} to DuckDB"))
+    }
+
+    pub fn drop_view(&self, name: &TableName) -> Result<()> {
+        self.connect()?
+            .execute_batch(&format!("DROP VIEW IF EXISTS {}", name.sql()))
+            .with_context(|| format!("removing the view {name}"))
+    }
+
+    /// The DuckDB-native tables (views are Iceberg tables published by floe).
+    pub fn list_tables(&self) -> Result<Vec<(TableName, u64)>> {
+        let conn = self.connect()?;
+        let mut stmt = conn
+            .prepare("SELECT schema_name, table_name, estimated_size FROM duckdb_tables() WHERE database_name = current_database() AND NOT temporary ORDER BY 1, 2")
+            .context("listing DuckDB tables")?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)))
+            .context("listing DuckDB tables")?;
+        let mut tables = Vec::new();
+        for row in rows {
+            let (ns, name, _) = row.context("listing DuckDB tables")?;
+            if let Ok(name) = TableName::new(&ns, &name) {
+                let count: i64 = conn
+                    .query_row(&format!("SELECT count(*) FROM {}", name.sql()), [], |r| r.get(0))
+                    .context("counting rows")?;
+                tables.push((name, count as u64));
+            }
+        }
+        Ok(tables)
+    }
+
+    pub fn table_exists(&self, name: &TableName) -> Result<bool> {
+        self.object_exists(name, "duckdb_tables()")
+    }
+
+    pub fn view_exists(&self, name: &TableName) -> Result<bool> {
+        self.object_exists(name, "duckdb_views()")
+    }
+
+    fn object_exists(&self, name: &TableName, catalog_fn: &str) -> Result<bool> {
+        let count: i64 = self
+            .connect()?
+            .query_row(
+                &format!("SELECT count(*) FROM {catalog_fn} WHERE database_name = current_database() AND schema_name = ? AND {} = ?",
+                    if catalog_fn.starts_with("duckdb_views") { "view_name" } else { "table_name" }),
+                [&name.namespace, &name.name],
+                |r| r.get(0),
+            )
+            .context("looking up a DuckDB table")?;
+        Ok(count > 0)
+    }
+
+    pub fn drop_table(&self, name: &TableName) -> Result<()> {
+        self.connect()?
+            .execute_batch(&format!("DROP TABLE {}", name.sql()))
+            .with_context(|| format!("dropping {name}"))
+    }
+}
+
+/// Where the database file lives relative to the warehouse.
+pub fn database_path(warehouse: &Path) -> PathBuf {
+    warehouse.join("duckdb.db")
+}

@@ -1,0 +1,131 @@
+//! Queries: the output schema without running the query, and a streamed result.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::BatchCoalescer;
+use arrow::datatypes::SchemaRef;
+use tokio::sync::{mpsc, oneshot};
+
+use super::DuckEngine;
+use crate::error::{Context, Error, Result};
+
+/// DuckDB produces 2,048-row chunks; Flight clients do better with fewer, larger batches.
+const TARGET_BATCH_ROWS: usize = 64 * 1024;
+/// Batches in flight between DuckDB and the client: bounds memory per request.
+const CHANNEL_DEPTH: usize = 4;
+
+/// A running query: its schema, then its batches as DuckDB produces them.
+pub struct QueryStream {
+    pub schema: SchemaRef,
+    pub batches: mpsc::Receiver<Result<RecordBatch>>,
+}
+
+/// Wrap a client's SQL so that only a query can run: anything else (DDL, DML,
+/// COPY, ATTACH, SET, PRAGMA, several statements) is not a valid subquery.
+pub fn as_subquery(sql: &str) -> String {
+    let sql = sql.trim().trim_end_matches(';');
+    // The newline ends a trailing `--` comment before our closing parenthesis.
+    format!("SELECT * FROM (\n{sql}\n) AS floe_query")
+}
+
+impl DuckEngine {
+    /// The result schema of `sql`, from binding it with LIMIT 0: no data is read.
+    pub fn schema_of(&self, sql: &str) -> Result<SchemaRef> {
+        let conn = self.connect()?;
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM (\n{sql}\n) AS floe_schema LIMIT 0"))
+            .context("planning the query")?;
+        let arrow = stmt.query_arrow([]).context("planning the query")?;
+        Ok(arrow.get_schema())
+    }
+
+    /// Run `sql` on a blocking thread and stream its result.
+    pub async fn query(self: &Arc<Self>, sql: String) -> Result<QueryStream> {
+        let (schema_tx, schema_rx) = oneshot::channel();
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let failed = tx.clone();
+            // duckdb-rs may panic on a failed fetch: the panic fails this request only.
+            let outcome = catch_unwind(AssertUnwindSafe(|| engine.run(&sql, schema_tx, &tx)));
+            let error = match outcome {
+                Ok(Ok(())) => return,
+                Ok(Err(err)) => err,
+                Err(panic) => Error::internal(format!("query failed: {}", panic_message(&panic))),
+            };
+            let _ = failed.blocking_send(Err(error));
+        });
+        match schema_rx.await {
+            Ok(Ok(schema)) => Ok(QueryStream { schema, batches: rx }),
+            Ok(Err(err)) => Err(err),
+            Err(_) => {
+                // The task ended before reporting a schema: its error is in the channel.
+                let mut rx = rx;
+                Err(match rx.recv().await {
+                    Some(Err(err)) => err,
+                    _ => Error::internal("query ended without a result"),
+                })
+            }
+        }
+    }
+
+    fn run(
+        &self,
+        sql: &str,
+        schema_tx: oneshot::Sender<Result<SchemaRef>>,
+        tx: &mpsc::Sender<Result<RecordBatch>>,
+    ) -> Result<()> {
+        let conn = match self.connect() {
+            Ok(conn) => conn,
+            Err(err) => {
+                let _ = schema_tx.send(Err(err));
+                return Ok(());
+            }
+        };
+        let (mut stmt, schema) = match start(&conn, sql) {
+            Ok(started) => started,
+            Err(err) => {
+                let _ = schema_tx.send(Err(err));
+                return Ok(());
+            }
+        };
+        if schema_tx.send(Ok(schema.clone())).is_err() {
+            return Ok(());
+        }
+        let mut coalescer = BatchCoalescer::new(schema, TARGET_BATCH_ROWS);
+        loop {
+            // `step` reports fetch errors where the iterator would panic.
+            let chunk = stmt.step().context("reading the query result")?;
+            let done = chunk.is_none();
+            match chunk {
+                Some(chunk) => coalescer.push_batch(RecordBatch::from(&chunk))?,
+                None => coalescer.finish_buffered_batch()?,
+            }
+            while let Some(batch) = coalescer.next_completed_batch() {
+                if tx.blocking_send(Ok(batch)).is_err() {
+                    return Ok(()); // the client went away: stop reading
+                }
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Execute `sql` as a streaming query and report its schema.
+fn start<'c>(conn: &'c duckdb::Connection, sql: &str) -> Result<(duckdb::Statement<'c>, SchemaRef)> {
+    let mut stmt = conn.prepare(sql).context("running the query")?;
+    let schema = stmt.stream_arrow([]).context("running the query")?.get_schema();
+    Ok((stmt, schema))
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".to_string())
+}

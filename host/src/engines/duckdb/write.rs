@@ -1,0 +1,182 @@
+//! Writes to DuckDB-native tables: one transaction per upload, fed batch by batch
+//! through DuckDB's Arrow appender on a blocking thread. Nothing is visible until
+//! the upload ends and the transaction commits; a failed upload rolls back.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, SchemaRef};
+use duckdb::Connection;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{DuckEngine, duckdb_type};
+use crate::command::{TableName, WriteMode, quote_ident};
+use crate::error::{Context, Error, Result};
+
+enum Message {
+    Batch(RecordBatch),
+    Commit,
+}
+
+pub struct DuckWrite {
+    tx: mpsc::Sender<Message>,
+    worker: JoinHandle<Result<u64>>,
+}
+
+impl DuckEngine {
+    pub fn begin_write(self: &Arc<Self>, name: TableName, mode: WriteMode, upload: SchemaRef) -> DuckWrite {
+        let (tx, mut rx) = mpsc::channel(4);
+        let engine = self.clone();
+        let worker = tokio::task::spawn_blocking(move || {
+            let conn = engine.connect()?;
+            conn.execute_batch("BEGIN TRANSACTION").context("starting a DuckDB transaction")?;
+            let result = write_all(&conn, &name, mode, &upload, &mut rx);
+            let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            let ended = conn.execute_batch(end).with_context(|| format!("{end} of the write to {name}"));
+            let rows = result?;
+            ended.map(|()| rows)
+        });
+        DuckWrite { tx, worker }
+    }
+}
+
+impl DuckWrite {
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        if self.tx.send(Message::Batch(batch)).await.is_err() {
+            // The worker stopped early: its error says why.
+            return Err(self.worker_error().await);
+        }
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<u64> {
+        let _ = self.tx.send(Message::Commit).await;
+        drop(self.tx);
+        self.worker.await.map_err(|err| Error::internal(format!("DuckDB writer failed: {err}")))?
+    }
+
+    /// Roll back: dropping the sender without `Commit` ends the transaction unapplied.
+    pub async fn abort(self) {
+        drop(self.tx);
+        let _ = self.worker.await;
+    }
+
+    async fn worker_error(&mut self) -> Error {
+        match (&mut self.worker).await {
+            Ok(Err(err)) => err,
+            Ok(Ok(_)) => Error::internal("DuckDB writer ended early"),
+            Err(err) => Error::internal(format!("DuckDB writer failed: {err}")),
+        }
+    }
+}
+
+fn write_all(
+    conn: &Connection,
+    name: &TableName,
+    mode: WriteMode,
+    upload: &SchemaRef,
+    rx: &mut mpsc::Receiver<Message>,
+) -> Result<u64> {
+    let exists: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ? AND table_name = ?",
+            [&name.namespace, &name.name],
+            |r| r.get(0),
+        )
+        .context("looking up the table")?;
+    match (exists, mode) {
+        (true, WriteMode::Create | WriteMode::ErrorIfExists) => {
+            return Err(Error::AlreadyExists(format!("table {name} already exists")));
+        }
+        (true, WriteMode::Append) => {}
+        (exists, _) => {
+            let verb = if exists { "CREATE OR REPLACE TABLE" } else { "CREATE TABLE" };
+            let columns = upload
+                .fields()
+                .iter()
+                .map(|f| Ok(format!("{} {}", quote_ident(f.name()), duckdb_type(f.data_type())?)))
+                .collect::<Result<Vec<_>>>()?;
+            conn.execute_batch(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}; {verb} {} ({});",
+                quote_ident(&name.namespace),
+                name.sql(),
+                columns.join(", ")
+            ))
+            .with_context(|| format!("creating {name}"))?;
+        }
+    }
+    let table_schema = conn
+        .prepare(&format!("SELECT * FROM {} LIMIT 0", name.sql()))
+        .and_then(|mut s| s.query_arrow([]).map(|a| a.get_schema()))
+        .with_context(|| format!("reading the schema of {name}"))?;
+    if let Some(diff) = difference(&table_schema, upload) {
+        return Err(Error::invalid(format!("cannot append to {name}: {diff}")));
+    }
+
+    let mut appender = conn.appender_to_db(&name.name, &name.namespace).context("starting the appender")?;
+    let mut rows = 0u64;
+    while let Some(message) = rx.blocking_recv() {
+        match message {
+            Message::Batch(batch) => {
+                rows += batch.num_rows() as u64;
+                let batch = conform(&batch, &table_schema)?;
+                appender.append_record_batch(batch).with_context(|| format!("appending to {name}"))?;
+            }
+            Message::Commit => {
+                appender.flush().with_context(|| format!("appending to {name}"))?;
+                return Ok(rows);
+            }
+        }
+    }
+    Err(Error::Cancelled(format!("the upload to {name} ended without completing")))
+}
+
+/// DuckDB reports one Arrow type per SQL type; uploads may use a sibling type.
+fn normalized(dt: &DataType) -> DataType {
+    match dt {
+        DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+        DataType::LargeBinary | DataType::BinaryView => DataType::Binary,
+        DataType::Timestamp(unit, Some(_)) => DataType::Timestamp(*unit, Some("UTC".into())),
+        other => other.clone(),
+    }
+}
+
+fn difference(table: &SchemaRef, upload: &SchemaRef) -> Option<String> {
+    let mut problems = Vec::new();
+    for field in table.fields() {
+        match upload.field_with_name(field.name()) {
+            Err(_) => problems.push(format!("column `{}` is missing from the upload", field.name())),
+            Ok(up) if !normalized(up.data_type()).equals_datatype(&normalized(field.data_type())) => problems.push(
+                format!("column `{}` is {} in the upload but {} in the table", field.name(), up.data_type(), field.data_type()),
+            ),
+            Ok(_) => {}
+        }
+    }
+    for up in upload.fields() {
+        if table.field_with_name(up.name()).is_err() {
+            problems.push(format!("column `{}` is not in the table", up.name()));
+        }
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+/// The batch's columns in the table's order and Arrow types (the appender is positional).
+fn conform(batch: &RecordBatch, table: &SchemaRef) -> Result<RecordBatch> {
+    let columns = table
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = batch
+                .column_by_name(field.name())
+                .ok_or_else(|| Error::invalid(format!("column `{}` is missing from a batch", field.name())))?;
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else {
+                Ok(cast(column, field.data_type())?)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(table.clone(), columns)?)
+}

@@ -1,0 +1,294 @@
+//! One commit path for append and overwrite: write a manifest for the new data files,
+//! a manifest list (with the previous snapshot's manifests for an append, without
+//! them for an overwrite), the new metadata file, then swap the catalog's pointer
+//! with a compare-and-swap. A concurrent commit makes the swap miss: reload, retry.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use iceberg::spec::{
+    DataFile, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, Summary,
+    TableMetadata, TableMetadataBuilder,
+};
+use iceberg::{MetadataLocation, TableIdent};
+use serde::Serialize;
+
+use super::write::{Base, TableWrite, WriteOp};
+use super::{CATALOG_NAME, IcebergEngine, ident};
+use crate::error::{Context, Error, Result};
+
+const MAX_ATTEMPTS: usize = 8;
+
+/// What a commit produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Committed {
+    pub rows: u64,
+    pub snapshot_id: i64,
+    pub data_files: usize,
+}
+
+/// Files written for one attempt, deleted if the attempt loses the race.
+struct Attempt {
+    files: Vec<String>,
+}
+
+impl IcebergEngine {
+    /// Commit everything `write` wrote as exactly one snapshot. On error nothing is
+    /// committed and the written data files are deleted.
+    pub async fn commit(&self, mut write: TableWrite) -> Result<Committed> {
+        let files = match write.finish().await {
+            Ok(files) => files,
+            Err(err) => {
+                write.delete_files().await;
+                return Err(err);
+            }
+        };
+        let data_files = files.len();
+        let rows = write.rows();
+        match self.commit_files(&write, files).await {
+            Ok(snapshot_id) => Ok(Committed { rows, snapshot_id, data_files }),
+            Err(err) => {
+                write.delete_files().await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn commit_files(&self, write: &TableWrite, files: Vec<DataFile>) -> Result<i64> {
+        let ident = ident(&write.name)?;
+        for attempt in 0..MAX_ATTEMPTS {
+            let mut staged = Attempt { files: Vec::new() };
+            let outcome = match &write.base {
+                Base::New(metadata) => self.commit_new(&ident, metadata, write, &files, &mut staged).await,
+                Base::Existing { .. } => self.commit_existing(&ident, write, &files, &mut staged).await,
+            };
+            match outcome {
+                Ok(Some(snapshot_id)) => return Ok(snapshot_id),
+                Ok(None) => {
+                    tracing::info!(table = %write.name, attempt, "concurrent commit won; retrying");
+                    staged.discard(self).await;
+                }
+                Err(err) => {
+                    staged.discard(self).await;
+                    return Err(err);
+                }
+            }
+        }
+        Err(Error::Internal(format!(
+            "gave up committing to {} after {MAX_ATTEMPTS} concurrent commits won",
+            write.name
+        )))
+    }
+
+    /// Create the table with its first snapshot in one step: the catalog row appears
+    /// pointing at metadata that already has the data.
+    async fn commit_new(
+        &self,
+        ident: &TableIdent,
+        metadata: &TableMetadata,
+        write: &TableWrite,
+        files: &[DataFile],
+        staged: &mut Attempt,
+    ) -> Result<Option<i64>> {
+        let (snapshot, _) = self.write_snapshot(metadata, None, write, files, staged).await?;
+        let snapshot_id = snapshot.snapshot_id();
+        let metadata = TableMetadataBuilder::new_from_metadata(metadata.clone(), None)
+            .set_branch_snapshot(snapshot, "main")
+            .and_then(|b| b.build())
+            .context("building table metadata")?
+            .metadata;
+        let location = MetadataLocation::new_with_metadata(metadata.location(), &metadata);
+        metadata.write_to(&self.file_io, &location).await.context("writing table metadata")?;
+        staged.files.push(location.to_string());
+        match self.catalog.register_table(ident, location.to_string()).await {
+            Ok(_) => Ok(Some(snapshot_id)),
+            Err(err) if err.kind() == iceberg::ErrorKind::TableAlreadyExists => Err(Error::AlreadyExists(format!(
+                "table {} was created by another writer during this upload; retry the upload",
+                write.name
+            ))),
+            Err(err) => Err(err).context("registering the table"),
+        }
+    }
+
+    async fn commit_existing(
+        &self,
+        ident: &TableIdent,
+        write: &TableWrite,
+        files: &[DataFile],
+        staged: &mut Attempt,
+    ) -> Result<Option<i64>> {
+        let Base::Existing { schema_id, new_schema } = write.base else { unreachable!() };
+        let table = self
+            .load(&write.name)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("table {} was dropped during the upload", write.name)))?;
+        let current = table.metadata();
+        if current.current_schema_id() != schema_id {
+            return Err(Error::InvalidArgument(format!(
+                "the schema of {} changed during the upload; retry it",
+                write.name
+            )));
+        }
+        let previous = match (write.op, current.current_snapshot()) {
+            (WriteOp::Append, Some(snapshot)) => table
+                .table
+                .manifest_list_reader(snapshot)
+                .load()
+                .await
+                .context("reading the current manifest list")?
+                .consume_entries()
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut builder = TableMetadataBuilder::new_from_metadata(
+            current.clone(),
+            Some(table.metadata_location().to_string()),
+        );
+        if new_schema {
+            builder = builder.add_current_schema((*write.schema).clone()).context("adding the new schema")?;
+        }
+        let (snapshot, snapshot_id) = self.write_snapshot(current, Some(previous), write, files, staged).await?;
+        let metadata = builder
+            .set_branch_snapshot(snapshot, "main")
+            .and_then(|b| b.build())
+            .context("building table metadata")?
+            .metadata;
+        let old_location = table.metadata_location().to_string();
+        let location = MetadataLocation::from_str(&old_location)
+            .context("parsing the current metadata location")?
+            .with_next_version()
+            .with_new_metadata(&metadata);
+        metadata.write_to(&self.file_io, &location).await.context("writing table metadata")?;
+        staged.files.push(location.to_string());
+        Ok(self.swap_metadata(ident, &old_location, &location.to_string()).await?.then_some(snapshot_id))
+    }
+
+    /// The catalog's compare-and-swap (the table layout pyiceberg and Java's JDBC
+    /// catalog share): succeeds only if nobody committed since we loaded the table.
+    async fn swap_metadata(&self, ident: &TableIdent, old: &str, new: &str) -> Result<bool> {
+        let result = sqlx::query(
+            "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+             WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? AND metadata_location = ?",
+        )
+        .bind(new)
+        .bind(old)
+        .bind(CATALOG_NAME)
+        .bind(ident.namespace().join("."))
+        .bind(ident.name())
+        .bind(old)
+        .execute(&self.pool)
+        .await
+        .map_err(|err| Error::internal(format!("updating the catalog: {err}")))?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Write the manifest and manifest list of a new snapshot on top of `metadata`.
+    /// `previous` are the manifests carried over (None for a brand-new table).
+    async fn write_snapshot(
+        &self,
+        metadata: &TableMetadata,
+        previous: Option<Vec<ManifestFile>>,
+        write: &TableWrite,
+        files: &[DataFile],
+        staged: &mut Attempt,
+    ) -> Result<(Snapshot, i64)> {
+        let snapshot_id = unique_snapshot_id(metadata);
+        let commit_id = uuid::Uuid::new_v4();
+        let meta_dir = format!("{}/metadata", metadata.location());
+        let sequence_number = metadata.next_sequence_number();
+        let parent = metadata.current_snapshot_id();
+
+        let mut manifests = previous.unwrap_or_default();
+        if !files.is_empty() {
+            let path = format!("{meta_dir}/{commit_id}-m0.avro");
+            let output = self.file_io.new_output(&path).context("creating a manifest")?;
+            staged.files.push(path);
+            let spec = metadata.default_partition_spec().as_ref().clone();
+            let mut writer = ManifestWriterBuilder::new(output, Some(snapshot_id), write.schema.clone(), spec).build_v2_data();
+            for file in files {
+                writer.add_file(file.clone(), -1).context("adding a data file to the manifest")?;
+            }
+            manifests.push(writer.write_manifest_file().await.context("writing a manifest")?);
+        }
+
+        let list_path = format!("{meta_dir}/snap-{snapshot_id}-0-{commit_id}.avro");
+        let list_output = self.file_io.new_output(&list_path).context("creating a manifest list")?;
+        staged.files.push(list_path.clone());
+        let mut list = ManifestListWriter::v2(
+            list_output.writer().await.context("creating a manifest list")?,
+            snapshot_id,
+            parent,
+            sequence_number,
+        );
+        list.add_manifests(manifests.into_iter()).context("writing the manifest list")?;
+        list.close().await.context("writing the manifest list")?;
+
+        let previous_summary = metadata.current_snapshot().map(|s| s.summary().clone());
+        let snapshot = Snapshot::builder()
+            .with_manifest_list(list_path)
+            .with_snapshot_id(snapshot_id)
+            .with_parent_snapshot_id(parent)
+            .with_sequence_number(sequence_number)
+            .with_summary(summary(write.op, files, previous_summary.as_ref()))
+            .with_schema_id(write.schema.schema_id())
+            .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
+            .build();
+        Ok((snapshot, snapshot_id))
+    }
+}
+
+impl Attempt {
+    async fn discard(self, engine: &IcebergEngine) {
+        for file in self.files {
+            let _ = engine.file_io.delete(&file).await;
+        }
+    }
+}
+
+fn unique_snapshot_id(metadata: &TableMetadata) -> i64 {
+    loop {
+        let (hi, lo) = uuid::Uuid::new_v4().as_u64_pair();
+        let id = ((hi ^ lo) & (i64::MAX as u64)) as i64;
+        if id != 0 && metadata.snapshot_by_id(id).is_none() {
+            return id;
+        }
+    }
+}
+
+/// The snapshot summary Iceberg readers expect: what was added and removed, and the totals.
+fn summary(op: WriteOp, files: &[DataFile], previous: Option<&Summary>) -> Summary {
+    let added_records: u64 = files.iter().map(|f| f.record_count()).sum();
+    let added_size: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
+    let prev = |key: &str| -> u64 {
+        previous.and_then(|s| s.additional_properties.get(key)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    let mut props = HashMap::new();
+    let mut set = |key: &str, value: u64| {
+        props.insert(key.to_string(), value.to_string());
+    };
+    set("added-data-files", files.len() as u64);
+    set("added-records", added_records);
+    set("added-files-size", added_size);
+    let operation = match op {
+        WriteOp::Append => {
+            set("total-data-files", prev("total-data-files") + files.len() as u64);
+            set("total-records", prev("total-records") + added_records);
+            set("total-files-size", prev("total-files-size") + added_size);
+            Operation::Append
+        }
+        WriteOp::Overwrite => {
+            set("deleted-data-files", prev("total-data-files"));
+            set("deleted-records", prev("total-records"));
+            set("removed-files-size", prev("total-files-size"));
+            set("total-data-files", files.len() as u64);
+            set("total-records", added_records);
+            set("total-files-size", added_size);
+            Operation::Overwrite
+        }
+    };
+    set("total-delete-files", 0);
+    set("total-position-deletes", 0);
+    set("total-equality-deletes", 0);
+    Summary { operation, additional_properties: props }
+}

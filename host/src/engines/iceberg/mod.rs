@@ -1,0 +1,215 @@
+//! Iceberg tables in a SQL catalog (SQLite by default), written by floe.
+//!
+//! iceberg-rust provides the catalog, the Parquet data-file writers and the
+//! manifest/metadata formats; floe produces the snapshots itself (see `commit`) so
+//! that append and atomic overwrite go through one compare-and-swap path.
+
+mod commit;
+pub mod schema;
+mod write;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use iceberg::io::{FileIO, FileIOBuilder, LocalFsStorageFactory};
+use iceberg::spec::{SnapshotRef, TableMetadata};
+use iceberg::table::Table;
+use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableIdent};
+use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+
+pub use commit::Committed;
+pub use write::{TableWrite, WriteOp};
+
+use crate::command::TableName;
+use crate::error::{Context, Error, Result};
+
+/// The catalog name floe uses in the SQL catalog's tables. pyiceberg opens the same
+/// catalog as `SqlCatalog("floe", uri="sqlite:///<warehouse>/catalog.db", …)`.
+pub const CATALOG_NAME: &str = "floe";
+
+pub struct IcebergEngine {
+    catalog: SqlCatalog,
+    /// A direct connection to the catalog database for the commit's compare-and-swap.
+    pool: SqlitePool,
+    file_io: FileIO,
+    /// Where new tables are placed: `<root>/<namespace>/<name>-<id>`.
+    root: PathBuf,
+}
+
+/// A table as the catalog currently knows it.
+pub struct LoadedTable {
+    pub table: Table,
+}
+
+impl LoadedTable {
+    pub fn metadata(&self) -> &TableMetadata {
+        self.table.metadata()
+    }
+
+    pub fn metadata_location(&self) -> &str {
+        self.table.metadata_location().unwrap_or_default()
+    }
+
+    /// The snapshot a read asks for: an id, the last one at a time, or the current one.
+    pub fn snapshot(&self, id: Option<i64>, as_of: Option<DateTime<Utc>>) -> Result<Option<SnapshotRef>> {
+        let metadata = self.metadata();
+        match (id, as_of) {
+            (Some(id), _) => metadata.snapshot_by_id(id).cloned().map(Some).ok_or_else(|| {
+                Error::not_found(format!("snapshot {id} not found in {}", self.table.identifier()))
+            }),
+            (None, Some(at)) => {
+                let at_ms = at.timestamp_millis();
+                // The snapshot log is the history of the main branch, oldest first.
+                let entry = metadata.history().iter().rev().find(|e| e.timestamp_ms <= at_ms);
+                match entry {
+                    Some(entry) => Ok(metadata.snapshot_by_id(entry.snapshot_id).cloned()),
+                    None => Err(Error::not_found(format!(
+                        "{} has no snapshot as of {at}",
+                        self.table.identifier()
+                    ))),
+                }
+            }
+            (None, None) => Ok(metadata.current_snapshot().cloned()),
+        }
+    }
+
+    /// The data files of a snapshot as local paths, planned by iceberg-rust.
+    pub async fn data_files(&self, snapshot: &SnapshotRef) -> Result<Vec<String>> {
+        let scan = self
+            .table
+            .scan()
+            .snapshot_id(snapshot.snapshot_id())
+            .select_all()
+            .build()
+            .context("planning the table scan")?;
+        let tasks: Vec<_> = scan
+            .plan_files()
+            .await
+            .context("planning the table scan")?
+            .try_collect()
+            .await
+            .context("planning the table scan")?;
+        tasks
+            .into_iter()
+            .map(|task| {
+                if !task.deletes.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "{} has delete files, which the read_parquet path cannot apply; \
+                         install DuckDB's iceberg extension",
+                        self.table.identifier()
+                    )));
+                }
+                Ok(local_path(&task.data_file_path).to_string())
+            })
+            .collect()
+    }
+}
+
+/// A `file://` URL's path; other strings unchanged.
+pub fn local_path(location: &str) -> &str {
+    location.strip_prefix("file://").unwrap_or(location)
+}
+
+fn ident(name: &TableName) -> Result<TableIdent> {
+    TableIdent::from_strs([name.namespace.as_str(), name.name.as_str()]).context("table name")
+}
+
+impl IcebergEngine {
+    pub async fn open(catalog_db: &Path, root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+        let uri = format!("sqlite://{}?mode=rwc", catalog_db.display());
+        let props = HashMap::from([
+            ("uri".to_string(), uri),
+            ("warehouse".to_string(), format!("file://{}", root.display())),
+            ("sql_bind_style".to_string(), "QMark".to_string()),
+        ]);
+        let catalog = SqlCatalogBuilder::default()
+            .with_storage_factory(Arc::new(LocalFsStorageFactory))
+            .load(CATALOG_NAME, props)
+            .await
+            .with_context(|| format!("opening the SQL catalog {}", catalog_db.display()))?;
+        let options = SqliteConnectOptions::new()
+            .filename(catalog_db)
+            .busy_timeout(std::time::Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|err| Error::internal(format!("opening {}: {err}", catalog_db.display())))?;
+        let file_io = FileIOBuilder::new(Arc::new(LocalFsStorageFactory)).build();
+        Ok(Self { catalog, pool, file_io, root: root.to_path_buf() })
+    }
+
+    /// The table, or `None` if the catalog has no such table.
+    pub async fn load(&self, name: &TableName) -> Result<Option<LoadedTable>> {
+        let ident = ident(name)?;
+        if !self.catalog.table_exists(&ident).await.context("looking up a table")? {
+            return Ok(None);
+        }
+        let table = self
+            .catalog
+            .load_table(&ident)
+            .await
+            .with_context(|| format!("loading {name}"))?;
+        Ok(Some(LoadedTable { table }))
+    }
+
+    /// Every table with its current metadata location, straight from the catalog.
+    pub async fn list(&self) -> Result<Vec<(TableName, String)>> {
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables \
+             WHERE catalog_name = ? AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) \
+             ORDER BY table_namespace, table_name",
+        )
+        .bind(CATALOG_NAME)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|err| Error::internal(format!("listing the catalog: {err}")))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(ns, name, location)| {
+                // Tables other engines put in nested namespaces are not addressable here.
+                let name = TableName::new(&ns, &name).ok()?;
+                Some((name, location?))
+            })
+            .collect())
+    }
+
+    /// Remove a table from the catalog and delete its files.
+    pub async fn drop_table(&self, name: &TableName) -> Result<()> {
+        let loaded = self
+            .load(name)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("table {name} not found")))?;
+        self.catalog.drop_table(&ident(name)?).await.with_context(|| format!("dropping {name}"))?;
+        let location = local_path(loaded.metadata().location()).to_string();
+        // Only delete directories floe placed under the warehouse.
+        if Path::new(&location).starts_with(&self.root) {
+            if let Err(err) = tokio::fs::remove_dir_all(&location).await {
+                tracing::warn!(%name, %location, %err, "table dropped but its files remain");
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_namespace(&self, namespace: &str) -> Result<()> {
+        let ns = NamespaceIdent::new(namespace.to_string());
+        if self.catalog.namespace_exists(&ns).await.context("looking up a namespace")? {
+            return Ok(());
+        }
+        match self.catalog.create_namespace(&ns, HashMap::new()).await {
+            Ok(_) => Ok(()),
+            Err(err) if err.kind() == iceberg::ErrorKind::NamespaceAlreadyExists => Ok(()),
+            Err(err) => Err(err).with_context(|| format!("creating namespace {namespace}")),
+        }
+    }
+
+    fn new_table_location(&self, name: &TableName) -> String {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        format!("file://{}/{}/{}-{suffix}", self.root.display(), name.namespace, name.name)
+    }
+}

@@ -1,0 +1,168 @@
+//! A streaming write into an Iceberg table: batches go into rolling Parquet data
+//! files as they arrive, and `IcebergEngine::commit` turns the files into one snapshot.
+
+use std::collections::HashMap;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::Schema as ArrowSchema;
+use iceberg::io::FileIO;
+use iceberg::spec::{DataFile, DataFileFormat, FormatVersion, SchemaRef, SortOrder, TableMetadata, TableMetadataBuilder, UnboundPartitionSpec};
+use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use std::sync::Arc;
+
+use super::schema::{Conformer, iceberg_schema_of, same_columns, schema_difference};
+use super::{IcebergEngine, local_path};
+use crate::command::{TableName, WriteMode};
+use crate::error::{Context, Error, Result};
+
+type Writer = DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+/// What the commit does with the table's previous data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOp {
+    Append,
+    Overwrite,
+}
+
+/// The table a write goes into, as it was when the write began.
+pub(super) enum Base {
+    /// The table does not exist yet; this metadata is registered at commit.
+    New(Box<TableMetadata>),
+    /// The table exists with this current schema id; `new_schema` replaces it at commit.
+    Existing { schema_id: i32, new_schema: bool },
+}
+
+pub struct TableWrite {
+    pub name: TableName,
+    pub op: WriteOp,
+    pub(super) base: Base,
+    pub(super) schema: SchemaRef,
+    conformer: Conformer,
+    writer: Writer,
+    data_dir: String,
+    file_prefix: String,
+    rows: u64,
+}
+
+impl IcebergEngine {
+    /// Start writing `upload`-shaped batches into `name` with `mode`. Nothing is
+    /// visible to readers until `commit`; `abort` deletes what was written.
+    pub async fn begin_write(&self, name: &TableName, mode: WriteMode, upload: &ArrowSchema) -> Result<TableWrite> {
+        let existing = self.load(name).await?;
+        let (base, schema, op, location) = match (existing, mode) {
+            (Some(_), WriteMode::Create | WriteMode::ErrorIfExists) => {
+                return Err(Error::AlreadyExists(format!("table {name} already exists")));
+            }
+            (None, _) => {
+                self.ensure_namespace(&name.namespace).await?;
+                let location = self.new_table_location(name);
+                let metadata = TableMetadataBuilder::new(
+                    iceberg_schema_of(upload, 1)?,
+                    UnboundPartitionSpec { spec_id: None, fields: vec![] },
+                    SortOrder::unsorted_order(),
+                    location.clone(),
+                    FormatVersion::V2,
+                    HashMap::from([("write.parquet.compression-codec".into(), "snappy".into())]),
+                )
+                .and_then(|builder| builder.build())
+                .context("building the new table's metadata")?
+                .metadata;
+                let schema = metadata.current_schema().clone();
+                (Base::New(Box::new(metadata)), schema, WriteOp::Append, location)
+            }
+            (Some(table), mode) => {
+                let metadata = table.metadata();
+                if metadata.format_version() != FormatVersion::V2 {
+                    return Err(Error::invalid(format!(
+                        "{name} is an Iceberg format {} table; floe writes format 2 tables",
+                        metadata.format_version()
+                    )));
+                }
+                let current = metadata.current_schema().clone();
+                let schema_id = metadata.current_schema_id();
+                let location = metadata.location().to_string();
+                if mode == WriteMode::Append {
+                    if let Some(diff) = schema_difference(&current, upload)? {
+                        return Err(Error::invalid(format!("cannot append to {name}: {diff}")));
+                    }
+                    (Base::Existing { schema_id, new_schema: false }, current, WriteOp::Append, location)
+                } else {
+                    let replacement = iceberg_schema_of(upload, 1)?;
+                    if same_columns(&current, &replacement) {
+                        (Base::Existing { schema_id, new_schema: false }, current, WriteOp::Overwrite, location)
+                    } else {
+                        // New columns get fresh ids: old snapshots keep their own schema.
+                        let schema = Arc::new(iceberg_schema_of(upload, metadata.last_column_id() + 1)?);
+                        (Base::Existing { schema_id, new_schema: true }, schema, WriteOp::Overwrite, location)
+                    }
+                }
+            }
+        };
+        let data_dir = format!("{location}/data");
+        let file_prefix = uuid::Uuid::new_v4().to_string();
+        let writer = data_file_writer(&self.file_io, &schema, &data_dir, &file_prefix).await?;
+        Ok(TableWrite {
+            name: name.clone(),
+            op,
+            base,
+            conformer: Conformer::new(&schema)?,
+            schema,
+            writer,
+            data_dir,
+            file_prefix,
+            rows: 0,
+        })
+    }
+}
+
+async fn data_file_writer(file_io: &FileIO, schema: &SchemaRef, data_dir: &str, prefix: &str) -> Result<Writer> {
+    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let rolling = RollingFileWriterBuilder::new_with_default_file_size(
+        ParquetWriterBuilder::new(props, schema.clone()),
+        file_io.clone(),
+        DefaultLocationGenerator::with_data_location(data_dir.to_string()),
+        DefaultFileNameGenerator::new(prefix.to_string(), None, DataFileFormat::Parquet),
+    );
+    DataFileWriterBuilder::new(rolling).build(None).await.context("starting a data file")
+}
+
+impl TableWrite {
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let batch = self.conformer.conform(batch)?;
+        self.rows += batch.num_rows() as u64;
+        self.writer.write(batch).await.context("writing a data file")
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Close the last data file and return all files written.
+    pub(super) async fn finish(&mut self) -> Result<Vec<DataFile>> {
+        self.writer.close().await.context("closing a data file")
+    }
+
+    /// Forget the write: delete every data file it produced.
+    pub async fn abort(mut self) {
+        let _ = self.writer.close().await;
+        self.delete_files().await;
+    }
+
+    pub(super) async fn delete_files(&self) {
+        let dir = local_path(&self.data_dir).to_string();
+        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { return };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            if entry.file_name().to_string_lossy().starts_with(&self.file_prefix) {
+                if let Err(err) = tokio::fs::remove_file(entry.path()).await {
+                    tracing::warn!(path = %entry.path().display(), %err, "could not delete an aborted data file");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The library's error type and its mapping to Flight (gRPC) status codes.
+
+use tonic::{Code, Status};
+
+/// Everything that can go wrong while serving a request, classified by what the
+/// client can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("{0}")]
+    Cancelled(String),
+    #[error("{context}: {source}")]
+    Iceberg {
+        context: String,
+        #[source]
+        source: iceberg::Error,
+    },
+    #[error("{context}: {source}")]
+    DuckDb {
+        context: String,
+        #[source]
+        source: duckdb::Error,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Self::InvalidArgument(msg.into())
+    }
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        Self::NotFound(msg.into())
+    }
+    pub fn internal(msg: impl Into<String>) -> Self {
+        Self::Internal(msg.into())
+    }
+
+    /// The gRPC status code a Flight client sees for this error.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::NotFound(_) => Code::NotFound,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Error::Cancelled(_) => Code::Cancelled,
+            Error::Iceberg { source, .. } => match source.kind() {
+                iceberg::ErrorKind::TableNotFound | iceberg::ErrorKind::NamespaceNotFound => {
+                    Code::NotFound
+                }
+                iceberg::ErrorKind::TableAlreadyExists
+                | iceberg::ErrorKind::NamespaceAlreadyExists => Code::AlreadyExists,
+                iceberg::ErrorKind::DataInvalid | iceberg::ErrorKind::FeatureUnsupported => {
+                    Code::InvalidArgument
+                }
+                _ => Code::Internal,
+            },
+            // DuckDB reports user mistakes (bad SQL, unknown columns, type errors) and
+            // confinement violations through the same error type.
+            Error::DuckDb { source, .. } => duckdb_code(source),
+            Error::Io { .. } | Error::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+fn duckdb_code(err: &duckdb::Error) -> Code {
+    let msg = err.to_string();
+    if msg.contains("Permission Error") {
+        Code::PermissionDenied
+    } else if msg.contains("Catalog Error") && msg.contains("does not exist") {
+        Code::NotFound
+    } else if msg.contains("Out of Memory Error") {
+        Code::ResourceExhausted
+    } else if msg.contains("INTERRUPT") || msg.contains("Interrupted") {
+        Code::Cancelled
+    } else if ["Parser Error", "Binder Error", "Conversion Error", "Invalid Input Error", "Catalog Error", "Not implemented Error", "Constraint Error"]
+        .iter()
+        .any(|kind| msg.contains(kind))
+    {
+        Code::InvalidArgument
+    } else {
+        Code::Internal
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        let code = err.code();
+        if code == Code::Internal {
+            tracing::error!(error = %err, "request failed");
+        } else {
+            tracing::debug!(error = %err, ?code, "request refused");
+        }
+        Status::new(code, err.to_string())
+    }
+}
+
+/// Attach a human-readable context to library errors, in the style of `anyhow::Context`.
+pub trait Context<T> {
+    fn context(self, context: impl Into<String>) -> Result<T>;
+    fn with_context<F: FnOnce() -> String>(self, f: F) -> Result<T>
+    where
+        Self: Sized,
+    {
+        self.context(f())
+    }
+}
+
+impl<T> Context<T> for std::result::Result<T, iceberg::Error> {
+    fn context(self, context: impl Into<String>) -> Result<T> {
+        self.map_err(|source| Error::Iceberg { context: context.into(), source })
+    }
+}
+
+impl<T> Context<T> for std::result::Result<T, duckdb::Error> {
+    fn context(self, context: impl Into<String>) -> Result<T> {
+        self.map_err(|source| Error::DuckDb { context: context.into(), source })
+    }
+}
+
+impl<T> Context<T> for std::result::Result<T, std::io::Error> {
+    fn context(self, context: impl Into<String>) -> Result<T> {
+        self.map_err(|source| Error::Io { context: context.into(), source })
+    }
+}
+
+impl From<arrow::error::ArrowError> for Error {
+    fn from(err: arrow::error::ArrowError) -> Self {
+        Error::InvalidArgument(format!("invalid Arrow data: {err}"))
+    }
+}
+
+impl From<Status> for Error {
+    fn from(status: Status) -> Self {
+        match status.code() {
+            Code::Cancelled => Error::Cancelled(status.message().to_string()),
+            Code::InvalidArgument => Error::InvalidArgument(status.message().to_string()),
+            _ => Error::Internal(format!("{}: {}", status.code(), status.message())),
+        }
+    }
+}

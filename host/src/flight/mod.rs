@@ -1,0 +1,41 @@
+//! The Arrow Flight surface: `service` maps each RPC to `get` (reads), `put`
+//! (writes) or `actions`; everything below speaks the library's own types.
+
+mod actions;
+mod get;
+mod put;
+pub mod schema_json;
+mod service;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+
+pub use service::FloeService;
+
+use crate::config::Config;
+use crate::engines::Lakehouse;
+
+/// Serve Flight on the configured address until `shutdown` resolves.
+pub async fn serve(
+    config: &Config,
+    lakehouse: Arc<Lakehouse>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = config.listen_addr();
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen on {addr}: {err}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, "floe host listening (grpc://{local})");
+    let service = FlightServiceServer::new(FloeService::new(lakehouse))
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await?;
+    tracing::info!("floe host stopped");
+    Ok(())
+}

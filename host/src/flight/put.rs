@@ -1,0 +1,171 @@
+//! Writes: DoPut streams the upload into the target table batch by batch and
+//! commits once, at the end of the stream. Any failure (bad schema, client gone,
+//! commit conflict) commits nothing and removes what was written.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_descriptor::DescriptorType;
+use arrow_flight::{FlightData, FlightDescriptor, PutResult};
+use futures::{Stream, StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::command::{PutCommand, TableName, Target};
+use crate::engines::duckdb::DuckWrite;
+use crate::engines::iceberg::TableWrite;
+use crate::engines::{Lakehouse, blocking};
+use crate::error::{Error, Result};
+
+/// The PutResult's app_metadata.
+#[derive(Debug, Serialize)]
+pub struct PutSummary {
+    pub table: TableName,
+    pub target: Target,
+    pub rows: u64,
+    pub snapshot_id: Option<i64>,
+    pub data_files: usize,
+}
+
+/// Where an upload's batches go.
+enum Sink {
+    Iceberg(TableWrite),
+    Duckdb(DuckWrite),
+}
+
+pub fn put_command(descriptor: &FlightDescriptor) -> Result<PutCommand> {
+    match descriptor.r#type() {
+        DescriptorType::Cmd => PutCommand::from_json(&descriptor.cmd),
+        DescriptorType::Path => PutCommand::from_path(&descriptor.path),
+        DescriptorType::Unknown => Err(Error::invalid("the descriptor has neither a command nor a path")),
+    }
+}
+
+/// Run one upload to completion. Runs in its own task so that a client hanging up
+/// cannot stop the cleanup half-way.
+pub async fn do_put<S>(lakehouse: Arc<Lakehouse>, mut upload: S) -> Result<PutResult>
+where
+    S: Stream<Item = Result<FlightData, tonic::Status>> + Send + Unpin + 'static,
+{
+    let first = upload
+        .next()
+        .await
+        .ok_or_else(|| Error::invalid("the upload is empty"))?
+        .map_err(Error::from)?;
+    let descriptor = first
+        .flight_descriptor
+        .clone()
+        .ok_or_else(|| Error::invalid("the upload's first message carries no FlightDescriptor"))?;
+    let command = put_command(&descriptor)?;
+    let messages = futures::stream::once(async { Ok(first) })
+        .chain(upload)
+        .map_err(|status| FlightError::Tonic(Box::new(status)));
+    let mut decoder = FlightDataDecoder::new(messages);
+
+    let schema = loop {
+        match decoder.next().await {
+            Some(Ok(data)) => match data.payload {
+                DecodedPayload::Schema(schema) => break schema,
+                _ => continue,
+            },
+            Some(Err(err)) => return Err(upload_error(err)),
+            None => return Err(Error::invalid("the upload ended before its schema")),
+        }
+    };
+
+    let mut sink = begin(&lakehouse, &command, schema).await?;
+    loop {
+        let batch = match decoder.next().await {
+            Some(Ok(data)) => match data.payload {
+                DecodedPayload::RecordBatch(batch) => batch,
+                DecodedPayload::Schema(_) => {
+                    sink.abort().await;
+                    return Err(Error::invalid("the upload changed its schema mid-stream"));
+                }
+                DecodedPayload::None => continue,
+            },
+            Some(Err(err)) => {
+                sink.abort().await;
+                tracing::info!(table = %command.table, error = %err, "upload aborted; nothing committed");
+                return Err(upload_error(err));
+            }
+            None => break,
+        };
+        if let Err(err) = sink.write(batch).await {
+            sink.abort().await;
+            return Err(err);
+        }
+    }
+    let summary = sink.commit(&lakehouse, &command).await?;
+    tracing::info!(table = %summary.table, rows = summary.rows, snapshot_id = ?summary.snapshot_id, "upload committed");
+    let metadata = serde_json::to_vec(&summary).expect("summaries serialize");
+    Ok(PutResult { app_metadata: metadata.into() })
+}
+
+fn upload_error(err: FlightError) -> Error {
+    match err {
+        FlightError::Tonic(status) => Error::Cancelled(format!("the upload was interrupted: {}", status.message())),
+        other => Error::invalid(format!("the upload is not a valid Arrow stream: {other}")),
+    }
+}
+
+async fn begin(lakehouse: &Arc<Lakehouse>, command: &PutCommand, schema: SchemaRef) -> Result<Sink> {
+    let name = &command.table;
+    match command.target {
+        Target::Iceberg => {
+            let (duck, n) = (lakehouse.duck.clone(), name.clone());
+            if blocking(move || duck.table_exists(&n)).await? {
+                return Err(Error::AlreadyExists(format!("{name} exists as a DuckDB table")));
+            }
+            Ok(Sink::Iceberg(lakehouse.iceberg.begin_write(name, command.mode, &schema).await?))
+        }
+        Target::Duckdb => {
+            if lakehouse.iceberg.load(name).await?.is_some() {
+                return Err(Error::AlreadyExists(format!("{name} exists as an Iceberg table")));
+            }
+            Ok(Sink::Duckdb(lakehouse.duck.begin_write(name.clone(), command.mode, schema)))
+        }
+    }
+}
+
+impl Sink {
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        match self {
+            Sink::Iceberg(write) => write.write(&batch).await,
+            Sink::Duckdb(write) => write.write(batch).await,
+        }
+    }
+
+    async fn abort(self) {
+        match self {
+            Sink::Iceberg(write) => write.abort().await,
+            Sink::Duckdb(write) => write.abort().await,
+        }
+    }
+
+    async fn commit(self, lakehouse: &Lakehouse, command: &PutCommand) -> Result<PutSummary> {
+        let (table, target) = (command.table.clone(), command.target);
+        match self {
+            Sink::Iceberg(write) => {
+                let committed = lakehouse.iceberg.commit(write).await?;
+                // Publish the new snapshot to SQL readers right away.
+                if let Err(err) = lakehouse.sync_views().await {
+                    tracing::warn!(%table, %err, "committed, but the SQL view was not refreshed");
+                }
+                Ok(PutSummary {
+                    table,
+                    target,
+                    rows: committed.rows,
+                    snapshot_id: Some(committed.snapshot_id),
+                    data_files: committed.data_files,
+                })
+            }
+            Sink::Duckdb(write) => {
+                let rows = write.commit().await?;
+                Ok(PutSummary { table, target, rows, snapshot_id: None, data_files: 0 })
+            }
+        }
+    }
+}

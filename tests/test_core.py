@@ -1,0 +1,251 @@
+"""Host core acceptance: Iceberg writes and DuckDB reads over Arrow Flight."""
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.flight as flight
+import pytest
+from pyiceberg.catalog.sql import SqlCatalog
+
+import data
+from floe_client import Client, Host
+
+
+def sorted_by_id(t: pa.Table) -> pa.Table:
+    return t.sort_by("id")
+
+
+def assert_same_rows(got: pa.Table, expected: pa.Table):
+    got = sorted_by_id(got).select(expected.column_names).cast(expected.schema)
+    assert got.num_rows == expected.num_rows
+    assert got.equals(sorted_by_id(expected)), "rows differ"
+
+
+def test_million_rows_round_trip(client):
+    expected = data.table(1_000_000, batch_rows=10_000)
+    result = client.put({"table": "core.million", "mode": "create"}, expected, max_chunksize=10_000)
+    assert result["rows"] == 1_000_000
+    assert result["data_files"] >= 1 and result["snapshot_id"] > 0
+
+    got = client.read({"table": "core.million"})
+    assert got.schema.names == expected.schema.names
+    assert got.column("price").type == pa.decimal128(12, 2)
+    assert got.column("ts").type == pa.timestamp("us", tz="UTC")
+    for column in expected.column_names[1:]:
+        assert got.column(column).null_count == expected.column(column).null_count, column
+    assert_same_rows(got, expected)
+
+
+def test_append_overwrite_append_and_time_travel(client):
+    first, second, third = data.table(1000, start=0), data.table(500, start=10_000), data.table(200, start=20_000)
+    s1 = client.put({"table": "core.history"}, first)["snapshot_id"]
+    client.put({"table": "core.history", "mode": "overwrite"}, second)
+    client.put(["core", "history"], third)  # the descriptor PATH form appends
+
+    snapshots = client.action("list_snapshots", {"table": "core.history"})
+    assert [s["operation"] for s in snapshots] == ["append", "overwrite", "append"]
+    assert snapshots[0]["snapshot_id"] == s1 and snapshots[-1]["current"]
+    assert snapshots[2]["summary"]["total-records"] == "700"
+
+    assert_same_rows(client.read({"table": "core.history", "snapshot_id": s1}), first)
+    assert_same_rows(client.read({"table": "core.history"}), pa.concat_tables([second, third]))
+    as_of = snapshots[1]["timestamp"]
+    assert_same_rows(client.read({"table": "core.history", "as_of": as_of}), second)
+
+
+def test_other_engines_read_the_same_rows(client, host):
+    expected = data.table(50_000, batch_rows=5_000, seed=3)
+    client.put({"table": "core.shared", "mode": "overwrite"}, expected)
+    via_host = client.read({"table": "core.shared"})
+
+    catalog = SqlCatalog(
+        "floe", uri=f"sqlite:///{host.warehouse}/catalog.db", warehouse=f"file://{host.warehouse}/iceberg"
+    )
+    table = catalog.load_table("core.shared")
+    assert_same_rows(table.scan().to_arrow(), via_host)
+
+    con = duckdb.connect()
+    con.sql("LOAD iceberg")
+    scanned = con.sql(f"SELECT * FROM iceberg_scan('{table.metadata_location}')").fetch_arrow_table()
+    assert_same_rows(scanned, via_host)
+
+
+@pytest.fixture(scope="module")
+def big_table(client):
+    client.put({"table": "core.big", "mode": "overwrite"}, data.reader(1_000_000, batch_rows=50_000, seed=5))
+    return "core.big"
+
+
+def selective(client: Client, table: str) -> pa.Table:
+    return client.read(
+        {"table": table, "columns": ["id", "name", "price"], "filter": "amount > 150 AND flag", "limit": 1234}
+    )
+
+
+def test_columns_filter_limit(client, big_table):
+    got = selective(client, big_table)
+    assert got.column_names == ["id", "name", "price"]
+    assert got.num_rows == 1234
+    full = client.read({"table": big_table, "columns": ["id", "amount", "flag"]})
+    matching = full.filter(pc.and_(pc.greater(full["amount"], 150), full["flag"]))
+    assert set(got["id"].to_pylist()) <= set(matching["id"].to_pylist())
+    unlimited = client.read({"table": big_table, "columns": ["id"], "filter": "amount > 150 AND flag"})
+    assert sorted(unlimited["id"].to_pylist()) == sorted(matching["id"].to_pylist())
+
+
+def test_both_read_paths_agree(client, host, big_table):
+    """A second host on the same warehouse, forced onto read_parquet."""
+    with Host(host.warehouse, "--iceberg-reader", "read-parquet") as other:
+        fallback = Client(other.location)
+        assert fallback.action("healthcheck")["iceberg_reader"] == "read_parquet"
+        assert client.action("healthcheck")["iceberg_reader"] == "extension"
+        command = {"table": big_table, "columns": ["id", "name", "price"], "filter": "amount > 150 AND flag"}
+        assert_same_rows(fallback.read(command), client.read(command))
+        limited = {**command, "limit": 1234}
+        assert fallback.read(limited).num_rows == client.read(limited).num_rows == 1234
+        history = client.action("list_snapshots", {"table": "core.history"})
+        old = {"table": "core.history", "snapshot_id": history[0]["snapshot_id"]}
+        assert_same_rows(fallback.read(old), client.read(old))
+
+
+def test_sql_tickets(client, big_table):
+    got = client.read({"sql": f"SELECT flag, count(*) AS n FROM {big_table} GROUP BY flag ORDER BY flag NULLS LAST"})
+    assert got.column_names == ["flag", "n"]
+    assert sum(got["n"].to_pylist()) == 1_000_000
+    info = client.info({"sql": f"SELECT id, name FROM {big_table} WHERE false"})
+    assert info.schema.names == ["id", "name"]
+    assert client.get({"sql": "SELECT 42 AS answer"})["answer"].to_pylist() == [42]
+
+
+def test_duckdb_target(client):
+    expected = data.table(10_000, seed=9)
+    assert client.put({"table": "local.events", "target": "duckdb", "mode": "create"}, expected)["rows"] == 10_000
+    client.put({"table": "local.events", "target": "duckdb"}, data.table(100, start=50_000))
+    assert client.rows("local.events") == 10_100
+    client.put({"table": "local.events", "target": "duckdb", "mode": "overwrite"}, expected)
+    assert_same_rows(client.read({"table": "local.events"}), expected)
+    tables = {t["name"]: t for t in client.action("list_tables")}
+    assert tables["local.events"]["target"] == "duckdb" and tables["local.events"]["rows"] == 10_000
+    with pytest.raises(flight.FlightServerError, match="exists as a DuckDB table"):
+        client.put({"table": "local.events"}, expected)
+
+
+def test_actions(client):
+    names = {a.type for a in client.flight.list_actions()}
+    assert {"healthcheck", "list_tables", "get_schema", "drop_table", "list_snapshots"} <= names
+    client.put({"table": "core.doomed"}, data.table(10))
+    tables = {t["name"]: t for t in client.action("list_tables")}
+    assert tables["core.doomed"]["rows"] == 10 and tables["core.doomed"]["target"] == "iceberg"
+    assert [f["name"] for f in tables["core.doomed"]["schema"]] == data.SCHEMA.names
+    schema = client.action("get_schema", {"sql": "SELECT id, name FROM core.doomed"})["schema"]
+    assert [f["name"] for f in schema] == ["id", "name"]
+    flights = {tuple(f.descriptor.path): f for f in client.flight.list_flights()}
+    assert flights[(b"core", b"doomed")].schema.names == data.SCHEMA.names
+    client.action("drop_table", {"table": "core.doomed"})
+    with pytest.raises(flight.FlightServerError, match="core.doomed"):
+        client.read({"table": "core.doomed"})
+
+
+# --- bad input -------------------------------------------------------------------------
+
+def test_unknown_table_is_not_found(client):
+    with pytest.raises(flight.FlightServerError) as err:  # NotFound maps to this in pyarrow
+        client.read({"table": "core.nope"})
+    assert "core.nope" in str(err.value) and "not found" in str(err.value)
+    with pytest.raises(flight.FlightServerError, match="core.nope"):
+        client.action("list_snapshots", {"table": "core.nope"})
+
+
+def test_malformed_json_quotes_the_error(client):
+    descriptor = flight.FlightDescriptor.for_command(b'{"table": "core.big"')
+    with pytest.raises(flight.FlightServerError, match="malformed JSON.*EOF"):
+        client.flight.get_flight_info(descriptor)
+    with pytest.raises(flight.FlightServerError, match="unknown field `colums`"):
+        client.read({"table": "core.big", "colums": ["id"]})
+
+
+def test_mismatched_append_changes_nothing(client):
+    client.put({"table": "core.strict", "mode": "overwrite"}, data.table(100))
+    wrong = data.table(10).drop_columns(["name"]).append_column("name", pa.array(range(10), pa.int64()))
+    with pytest.raises(flight.FlightServerError, match="`name` is int64 in the upload but Utf8"):
+        client.put({"table": "core.strict"}, wrong)
+    with pytest.raises(flight.FlightServerError, match="`extra` is not in the table"):
+        client.put({"table": "core.strict"}, data.table(10).append_column("extra", pa.array(range(10))))
+    assert client.rows("core.strict") == 100
+    assert len(client.action("list_snapshots", {"table": "core.strict"})) == 1
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DROP TABLE core.strict",
+        "INSERT INTO core.strict SELECT * FROM core.strict",
+        "CREATE TABLE x AS SELECT 1",
+        "COPY (SELECT 1) TO '/tmp/floe-escape.csv'",
+        "ATTACH '/tmp/floe-escape.db' AS x",
+        "SET enable_external_access = true",
+        "SELECT 1); DROP TABLE core.strict; SELECT * FROM (SELECT 1",
+    ],
+)
+def test_write_sql_is_refused(client, sql):
+    with pytest.raises(flight.FlightServerError):
+        client.read({"sql": sql})
+    assert client.rows("core.strict") == 100
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM read_text('/etc/hostname')",
+        "SELECT * FROM glob('/etc/*')",
+        "SELECT * FROM read_parquet('../../../etc/passwd')",
+    ],
+)
+def test_file_escaping_sql_is_refused(client, sql):
+    with pytest.raises(flight.FlightError) as err:
+        client.read({"sql": sql})
+    assert "Permission" in str(err.value) or "not allowed" in str(err.value) or "disabled" in str(err.value)
+
+
+def test_aborted_upload_commits_nothing(client, host):
+    client.put({"table": "core.fragile", "mode": "overwrite"}, data.table(1000))
+    files_before = sorted((host.warehouse / "iceberg" / "core").glob("fragile-*/data/*.parquet"))
+    script = textwrap.dedent(
+        f"""
+        import json, os, sys
+        sys.path.insert(0, {str(data.__file__.rsplit('/', 1)[0])!r})
+        import data, pyarrow.flight as flight
+        client = flight.FlightClient({host.location!r})
+        descriptor = flight.FlightDescriptor.for_command(json.dumps({{"table": "core.fragile"}}))
+        writer, _ = client.do_put(descriptor, data.SCHEMA)
+        for i in range(50):
+            writer.write_batch(data.batch(100_000 + i * 10_000, 10_000))
+        os._exit(3)  # vanish mid-upload, no goodbye
+        """
+    )
+    assert subprocess.run([sys.executable, "-c", script]).returncode == 3
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the host notices the dead stream and cleans up
+        files = sorted((host.warehouse / "iceberg" / "core").glob("fragile-*/data/*.parquet"))
+        if files == files_before:
+            break
+        time.sleep(0.2)
+    assert files == files_before, "aborted upload left data files behind"
+    assert client.rows("core.fragile") == 1000
+    assert len(client.action("list_snapshots", {"table": "core.fragile"})) == 1
+
+
+def test_put_result_metadata(client):
+    result = client.put({"table": "core.meta", "mode": "create"}, data.table(123))
+    assert set(result) >= {"rows", "snapshot_id", "data_files"}
+    assert result["rows"] == 123 and result["data_files"] == 1
+    with pytest.raises(flight.FlightServerError, match="already exists"):
+        client.put({"table": "core.meta", "mode": "create"}, data.table(1))
+    with pytest.raises(flight.FlightServerError, match="unknown variant `upsert`"):
+        client.put({"table": "core.meta", "mode": "upsert"}, data.table(1))
