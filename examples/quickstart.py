@@ -1,6 +1,6 @@
 """floe quickstart: a fresh warehouse, a demo upload, a filtered read.
 
-Run through `scripts/quickstart` (which builds the host and installs the clients).
+Run through `examples/quickstart` (which builds the host and installs the clients).
 """
 import argparse
 import sys

@@ -10,7 +10,7 @@ from floe_client import HOST_BIN, Client, Host  # noqa: E402
 
 def pytest_sessionstart(session):
     if not HOST_BIN.exists():
-        pytest.exit(f"{HOST_BIN} is missing: run scripts/setup (or scripts/test) first", returncode=2)
+        pytest.exit(f"{HOST_BIN} is missing: run tests/setup (or tests/run) first", returncode=2)
 
 
 @pytest.fixture(scope="module")

@@ -74,12 +74,14 @@ impl DuckEngine {
             },
         };
 
+        // Iceberg manifests name files as file:// URLs: allow both spellings.
         let warehouse_dir = format!("{}/", warehouse.display());
         conn.execute_batch(&format!(
-            "SET allowed_directories = [{}];
+            "SET allowed_directories = [{}, {}];
              SET enable_external_access = false;
              SET lock_configuration = true;",
-            quote_literal(&warehouse_dir)
+            quote_literal(&warehouse_dir),
+            quote_literal(&format!("file://{warehouse_dir}"))
         ))
         .context("confining DuckDB to the warehouse")?;
         Ok(Self { base: Mutex::new(conn), reader, reader_note })

@@ -84,7 +84,7 @@ impl DuckEngine {
                 return Ok(());
             }
         };
-        let (mut stmt, schema) = match start(&conn, sql) {
+        let (stmt, schema) = match start(&conn, sql) {
             Ok(started) => started,
             Err(err) => {
                 let _ = schema_tx.send(Err(err));

@@ -10,10 +10,10 @@ use iceberg::spec::{
     DataFile, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, Summary,
     TableMetadata, TableMetadataBuilder,
 };
-use iceberg::{MetadataLocation, TableIdent};
+use iceberg::{Catalog, MetadataLocation, TableIdent};
 use serde::Serialize;
 
-use super::write::{Base, TableWrite, WriteOp};
+use super::write::{Base, TableWrite, WriteOp, WritePlan};
 use super::{CATALOG_NAME, IcebergEngine, ident};
 use crate::error::{Context, Error, Result};
 
@@ -35,26 +35,22 @@ struct Attempt {
 impl IcebergEngine {
     /// Commit everything `write` wrote as exactly one snapshot. On error nothing is
     /// committed and the written data files are deleted.
-    pub async fn commit(&self, mut write: TableWrite) -> Result<Committed> {
-        let files = match write.finish().await {
-            Ok(files) => files,
-            Err(err) => {
-                write.delete_files().await;
-                return Err(err);
+    pub async fn commit(&self, write: TableWrite) -> Result<Committed> {
+        let (plan, rows, files) = write.finish().await;
+        let outcome = match files {
+            Ok(files) => {
+                let data_files = files.len();
+                self.commit_files(&plan, files).await.map(|snapshot_id| Committed { rows, snapshot_id, data_files })
             }
+            Err(err) => Err(err),
         };
-        let data_files = files.len();
-        let rows = write.rows();
-        match self.commit_files(&write, files).await {
-            Ok(snapshot_id) => Ok(Committed { rows, snapshot_id, data_files }),
-            Err(err) => {
-                write.delete_files().await;
-                Err(err)
-            }
+        if outcome.is_err() {
+            plan.delete_files().await;
         }
+        outcome
     }
 
-    async fn commit_files(&self, write: &TableWrite, files: Vec<DataFile>) -> Result<i64> {
+    async fn commit_files(&self, write: &WritePlan, files: Vec<DataFile>) -> Result<i64> {
         let ident = ident(&write.name)?;
         for attempt in 0..MAX_ATTEMPTS {
             let mut staged = Attempt { files: Vec::new() };
@@ -86,7 +82,7 @@ impl IcebergEngine {
         &self,
         ident: &TableIdent,
         metadata: &TableMetadata,
-        write: &TableWrite,
+        write: &WritePlan,
         files: &[DataFile],
         staged: &mut Attempt,
     ) -> Result<Option<i64>> {
@@ -113,7 +109,7 @@ impl IcebergEngine {
     async fn commit_existing(
         &self,
         ident: &TableIdent,
-        write: &TableWrite,
+        write: &WritePlan,
         files: &[DataFile],
         staged: &mut Attempt,
     ) -> Result<Option<i64>> {
@@ -189,7 +185,7 @@ impl IcebergEngine {
         &self,
         metadata: &TableMetadata,
         previous: Option<Vec<ManifestFile>>,
-        write: &TableWrite,
+        write: &WritePlan,
         files: &[DataFile],
         staged: &mut Attempt,
     ) -> Result<(Snapshot, i64)> {

@@ -7,6 +7,8 @@
 mod commit;
 pub mod schema;
 mod write;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -18,9 +18,9 @@ use crate::error::{Context, Error, Result};
 /// (nanoseconds are truncated to microseconds, as pyiceberg does on write).
 fn storage_type(dt: &DataType) -> DataType {
     match dt {
-        DataType::Timestamp(TimeUnit::Nanosecond | TimeUnit::Millisecond | TimeUnit::Second, tz) => {
-            DataType::Timestamp(TimeUnit::Microsecond, tz.clone())
-        }
+        // Arrow zoned timestamps are UTC instants whatever the zone label.
+        DataType::Timestamp(_, Some(_)) => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+        DataType::Timestamp(_, None) => DataType::Timestamp(TimeUnit::Microsecond, None),
         DataType::Int8 | DataType::Int16 | DataType::UInt8 | DataType::UInt16 => DataType::Int32,
         DataType::UInt32 => DataType::Int64,
         DataType::Float16 => DataType::Float32,

@@ -39,15 +39,20 @@ pub(super) enum Base {
 }
 
 pub struct TableWrite {
-    pub name: TableName,
-    pub op: WriteOp,
-    pub(super) base: Base,
-    pub(super) schema: SchemaRef,
+    pub(super) plan: WritePlan,
     conformer: Conformer,
     writer: Writer,
+    rows: u64,
+}
+
+/// What a write commits to, apart from the (non-`Sync`) Parquet writer itself.
+pub(super) struct WritePlan {
+    pub name: TableName,
+    pub op: WriteOp,
+    pub base: Base,
+    pub schema: SchemaRef,
     data_dir: String,
     file_prefix: String,
-    rows: u64,
 }
 
 impl IcebergEngine {
@@ -64,7 +69,7 @@ impl IcebergEngine {
                 let location = self.new_table_location(name);
                 let metadata = TableMetadataBuilder::new(
                     iceberg_schema_of(upload, 1)?,
-                    UnboundPartitionSpec { spec_id: None, fields: vec![] },
+                    UnboundPartitionSpec::builder().build(),
                     SortOrder::unsorted_order(),
                     location.clone(),
                     FormatVersion::V2,
@@ -108,14 +113,9 @@ impl IcebergEngine {
         let file_prefix = uuid::Uuid::new_v4().to_string();
         let writer = data_file_writer(&self.file_io, &schema, &data_dir, &file_prefix).await?;
         Ok(TableWrite {
-            name: name.clone(),
-            op,
-            base,
             conformer: Conformer::new(&schema)?,
-            schema,
+            plan: WritePlan { name: name.clone(), op, base, schema, data_dir, file_prefix },
             writer,
-            data_dir,
-            file_prefix,
             rows: 0,
         })
     }
@@ -143,17 +143,20 @@ impl TableWrite {
         self.rows
     }
 
-    /// Close the last data file and return all files written.
-    pub(super) async fn finish(&mut self) -> Result<Vec<DataFile>> {
-        self.writer.close().await.context("closing a data file")
+    /// Close the last data file: the plan and every file written, for the commit.
+    pub(super) async fn finish(mut self) -> (WritePlan, u64, Result<Vec<DataFile>>) {
+        let files = self.writer.close().await.context("closing a data file");
+        (self.plan, self.rows, files)
     }
 
     /// Forget the write: delete every data file it produced.
     pub async fn abort(mut self) {
         let _ = self.writer.close().await;
-        self.delete_files().await;
+        self.plan.delete_files().await;
     }
+}
 
+impl WritePlan {
     pub(super) async fn delete_files(&self) {
         let dir = local_path(&self.data_dir).to_string();
         let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { return };
