@@ -76,32 +76,16 @@ impl Error {
                 }
                 _ => Code::Internal,
             },
-            // DuckDB reports user mistakes (bad SQL, unknown columns, type errors) and
-            // confinement violations through the same error type.
             Error::DuckDb { source, .. } => duckdb_code(source),
             Error::Io { .. } | Error::Internal(_) => Code::Internal,
         }
     }
 }
 
+/// DuckDB reports user mistakes (bad SQL, unknown columns, type errors) and
+/// confinement violations through one error type: classify them by message.
 fn duckdb_code(err: &duckdb::Error) -> Code {
-    let msg = err.to_string();
-    if msg.contains("Permission Error") {
-        Code::PermissionDenied
-    } else if msg.contains("Catalog Error") && msg.contains("does not exist") {
-        Code::NotFound
-    } else if msg.contains("Out of Memory Error") {
-        Code::ResourceExhausted
-    } else if msg.contains("INTERRUPT") || msg.contains("Interrupted") {
-        Code::Cancelled
-    } else if ["Parser Error", "Binder Error", "Conversion Error", "Invalid Input Error", "Catalog Error", "Not implemented Error", "Constraint Error"]
-        .iter()
-        .any(|kind| msg.contains(kind))
-    {
-        Code::InvalidArgument
-    } else {
-        Code::Internal
-    }
+    crate::engines::duckdb::read::query_failure(err.to_string()).code()
 }
 
 impl From<Error> for Status {

@@ -2,7 +2,7 @@
 //! that runs exactly that read again (the snapshot pinned) in DoGet.
 
 use crate::command::{ReadCommand, TableRead, quote_ident};
-use crate::engines::duckdb::read::as_subquery;
+use crate::engines::duckdb::read::client_query;
 use crate::engines::{Lakehouse, Located};
 use crate::error::{Error, Result};
 
@@ -20,7 +20,8 @@ impl Lakehouse {
             ReadCommand::Sql(read) => {
                 // SQL sees Iceberg tables through views: make sure they are current.
                 self.sync_views().await?;
-                Ok(ReadPlan { sql: as_subquery(&read.sql), ticket: ReadCommand::Sql(read) })
+                // The engine refuses anything but a SELECT before running it.
+                Ok(ReadPlan { sql: client_query(&read.sql), ticket: ReadCommand::Sql(read) })
             }
             ReadCommand::Table(read) => self.plan_table_read(read).await,
         }

@@ -4,6 +4,7 @@
 //! The database is configured once at startup and then locked: queries may read
 //! files only inside the warehouse, and no query can change that.
 
+mod database;
 pub mod read;
 mod types;
 mod write;
@@ -12,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use duckdb::Connection;
+
+use self::database::Database;
 use serde::Serialize;
 
 pub use read::QueryStream;
@@ -44,6 +47,8 @@ pub enum ReaderChoice {
 pub struct DuckEngine {
     /// Connections for requests are cloned from this one (one database instance).
     base: Mutex<Connection>,
+    /// Declared after `base` so that it is closed last.
+    db: Database,
     pub reader: IcebergReader,
     /// Why the extension is not in use, when it is not.
     pub reader_note: Option<String>,
@@ -53,7 +58,8 @@ impl DuckEngine {
     /// Open (or create) the database, load the iceberg extension if wanted, and
     /// confine file access to the warehouse.
     pub fn open(db_path: &Path, warehouse: &Path, extension_dir: Option<&Path>, choice: ReaderChoice) -> Result<Self> {
-        let conn = Connection::open(db_path).with_context(|| format!("opening {}", db_path.display()))?;
+        let db = Database::open(db_path)?;
+        let conn = db.connect()?;
         let mut setup = vec![
             "SET autoinstall_known_extensions = false".to_string(),
             "SET autoload_known_extensions = false".to_string(),
@@ -84,7 +90,7 @@ impl DuckEngine {
             quote_literal(&format!("file://{warehouse_dir}"))
         ))
         .context("confining DuckDB to the warehouse")?;
-        Ok(Self { base: Mutex::new(conn), reader, reader_note })
+        Ok(Self { base: Mutex::new(conn), db, reader, reader_note })
     }
 
     /// A connection of its own for one request (DuckDB calls block: use it off the

@@ -9,7 +9,8 @@ use arrow::datatypes::SchemaRef;
 use tokio::sync::{mpsc, oneshot};
 
 use super::DuckEngine;
-use crate::error::{Context, Error, Result};
+use super::database::NOT_A_QUERY;
+use crate::error::{Error, Result};
 
 /// DuckDB produces 2,048-row chunks; Flight clients do better with fewer, larger batches.
 const TARGET_BATCH_ROWS: usize = 64 * 1024;
@@ -22,22 +23,47 @@ pub struct QueryStream {
     pub batches: mpsc::Receiver<Result<RecordBatch>>,
 }
 
-/// Wrap a client's SQL so that only a query can run: anything else (DDL, DML,
-/// COPY, ATTACH, SET, PRAGMA, several statements) is not a valid subquery.
-pub fn as_subquery(sql: &str) -> String {
-    let sql = sql.trim().trim_end_matches(';');
-    // The newline ends a trailing `--` comment before our closing parenthesis.
-    format!("SELECT * FROM (\n{sql}\n) AS floe_query")
+/// A client's SQL as the query floe runs (a trailing `;` is harmless).
+pub fn client_query(sql: &str) -> String {
+    sql.trim().trim_end_matches(';').to_string()
+}
+
+/// Explain a refused or failed query in terms of what the client sent.
+pub fn query_error(err: duckdb::Error) -> Error {
+    match err {
+        duckdb::Error::DuckDBFailure(_, Some(message)) => query_failure(message),
+        other => query_failure(other.to_string()),
+    }
+}
+
+pub fn query_failure(message: String) -> Error {
+    if message.contains("Permission Error") {
+        Error::PermissionDenied(format!("queries may not read files outside the warehouse: {message}"))
+    } else if message.contains("Parser Error") || message.contains("Cannot prepare multiple statements") {
+        Error::invalid(format!("{NOT_A_QUERY}; this does not parse as one: {message}"))
+    } else if message.contains("Catalog Error") && message.contains("does not exist") {
+        Error::NotFound(message)
+    } else if ["Binder Error", "Conversion Error", "Invalid Input Error", "Catalog Error", "Not implemented Error", "Out of Range Error"]
+        .iter()
+        .any(|kind| message.contains(kind))
+    {
+        Error::InvalidArgument(message)
+    } else if message.contains("Out of Memory Error") {
+        Error::ResourceExhausted(message)
+    } else {
+        Error::Internal(format!("query failed: {message}"))
+    }
 }
 
 impl DuckEngine {
     /// The result schema of `sql`, from binding it with LIMIT 0: no data is read.
     pub fn schema_of(&self, sql: &str) -> Result<SchemaRef> {
+        // The newline ends a trailing `--` comment before the closing parenthesis.
+        let sql = format!("SELECT * FROM (\n{sql}\n) AS floe_schema LIMIT 0");
+        self.db.check_select(&sql)?;
         let conn = self.connect()?;
-        let mut stmt = conn
-            .prepare(&format!("SELECT * FROM (\n{sql}\n) AS floe_schema LIMIT 0"))
-            .context("planning the query")?;
-        let arrow = stmt.query_arrow([]).context("planning the query")?;
+        let mut stmt = conn.prepare(&sql).map_err(query_error)?;
+        let arrow = stmt.query_arrow([]).map_err(query_error)?;
         Ok(arrow.get_schema())
     }
 
@@ -84,7 +110,8 @@ impl DuckEngine {
                 return Ok(());
             }
         };
-        let (stmt, schema) = match start(&conn, sql) {
+        let started = self.db.check_select(sql).and_then(|()| start(&conn, sql));
+        let (stmt, schema) = match started {
             Ok(started) => started,
             Err(err) => {
                 let _ = schema_tx.send(Err(err));
@@ -97,7 +124,7 @@ impl DuckEngine {
         let mut coalescer = BatchCoalescer::new(schema, TARGET_BATCH_ROWS);
         loop {
             // `step` reports fetch errors where the iterator would panic.
-            let chunk = stmt.step().context("reading the query result")?;
+            let chunk = stmt.step().map_err(query_error)?;
             let done = chunk.is_none();
             match chunk {
                 Some(chunk) => coalescer.push_batch(RecordBatch::from(&chunk))?,
@@ -117,8 +144,8 @@ impl DuckEngine {
 
 /// Execute `sql` as a streaming query and report its schema.
 fn start<'c>(conn: &'c duckdb::Connection, sql: &str) -> Result<(duckdb::Statement<'c>, SchemaRef)> {
-    let mut stmt = conn.prepare(sql).context("running the query")?;
-    let schema = stmt.stream_arrow([]).context("running the query")?.get_schema();
+    let mut stmt = conn.prepare(sql).map_err(query_error)?;
+    let schema = stmt.stream_arrow([]).map_err(query_error)?.get_schema();
     Ok((stmt, schema))
 }
 
