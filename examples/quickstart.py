@@ -38,23 +38,24 @@ def main() -> None:
             "limit": 10,
         }
         print(f"\nread {query}:")
-        print(client.read(query).to_pandas().to_string(index=False) if _has_pandas() else client.read(query))
+        print(render(client.read(query)))
 
         summary = client.read({"sql": "SELECT flag, count(*) AS orders, round(avg(amount), 2) AS avg_amount "
                                       "FROM demo.orders GROUP BY flag ORDER BY flag NULLS LAST"})
         print("\nSELECT flag, count(*), avg(amount) FROM demo.orders GROUP BY flag:")
-        print(summary)
+        print(render(summary))
         print("\nsnapshots:", [(s["operation"], s["summary"]["total-records"])
                               for s in client.action("list_snapshots", {"table": "demo.orders"})])
     print("host stopped")
 
 
-def _has_pandas() -> bool:
-    try:
-        import pandas  # noqa: F401
-        return True
-    except ImportError:
-        return False
+def render(table) -> str:
+    """A plain text table."""
+    rows = [[str(v) for v in row.values()] for row in table.to_pylist()]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(table.column_names)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(table.column_names, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ pub enum ReaderChoice {
     #[default]
     Auto,
     Extension,
+    #[serde(alias = "read-parquet")]
     ReadParquet,
 }
 
