@@ -1,10 +1,12 @@
 """Host core acceptance: Iceberg writes and DuckDB reads over Arrow Flight."""
+import json
 import re
 import subprocess
 import sys
 import textwrap
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -91,7 +93,7 @@ def test_other_engines_read_the_same_rows(client, host):
 
     con = duckdb.connect()
     con.sql("LOAD iceberg")
-    scanned = con.sql(f"SELECT * FROM iceberg_scan('{table.metadata_location}')").fetch_arrow_table()
+    scanned = con.sql(f"SELECT * FROM iceberg_scan('{table.metadata_location}')").to_arrow_table()
     assert_same_rows(scanned, via_host)
 
 
@@ -271,32 +273,54 @@ def test_file_escaping_sql_is_refused(client, sql):
         client.read({"sql": sql})
 
 
-def test_aborted_upload_commits_nothing(client, host):
-    client.put({"table": "core.fragile", "mode": "overwrite"}, data.table(1000))
-    files_before = sorted((host.warehouse / "iceberg" / "core").glob("fragile-*/data/*.parquet"))
+def vanish_mid_upload(host: Host, command: dict):
+    """Another process starts an upload, sends half of it and dies without a goodbye."""
     script = textwrap.dedent(
         f"""
         import json, os, sys
-        sys.path.insert(0, {str(data.__file__.rsplit('/', 1)[0])!r})
+        sys.path.insert(0, {str(Path(data.__file__).parent)!r})
         import data, pyarrow.flight as flight
         client = flight.FlightClient({host.location!r})
-        descriptor = flight.FlightDescriptor.for_command(json.dumps({{"table": "core.fragile"}}))
+        descriptor = flight.FlightDescriptor.for_command({json.dumps(command)!r})
         writer, _ = client.do_put(descriptor, data.SCHEMA)
         for i in range(50):
             writer.write_batch(data.batch(100_000 + i * 10_000, 10_000))
-        os._exit(3)  # vanish mid-upload, no goodbye
+        os._exit(3)
         """
     )
     assert subprocess.run([sys.executable, "-c", script]).returncode == 3
+
+
+def test_aborted_upload_commits_nothing(client, host):
+    client.put({"table": "core.fragile", "mode": "overwrite"}, data.table(1000))
+    data_files = lambda: sorted((host.warehouse / "iceberg" / "core").glob("fragile-*/data/*.parquet"))  # noqa: E731
+    before = data_files()
+    vanish_mid_upload(host, {"table": "core.fragile"})
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # the host notices the dead stream and cleans up
-        files = sorted((host.warehouse / "iceberg" / "core").glob("fragile-*/data/*.parquet"))
-        if files == files_before:
-            break
-        time.sleep(0.2)
-    assert files == files_before, "aborted upload left data files behind"
+    while data_files() != before and time.monotonic() < deadline:
+        time.sleep(0.2)  # the host notices the dead stream, then cleans up
+    assert data_files() == before, "the aborted upload left data files behind"
     assert client.rows("core.fragile") == 1000
     assert len(client.action("list_snapshots", {"table": "core.fragile"})) == 1
+
+
+def test_aborted_duckdb_upload_rolls_back(client, host):
+    client.put({"table": "local.fragile", "target": "duckdb", "mode": "overwrite"}, data.table(1000))
+    vanish_mid_upload(host, {"table": "local.fragile", "target": "duckdb", "mode": "overwrite"})
+    time.sleep(1)
+    assert client.rows("local.fragile") == 1000
+
+
+def test_clean_shutdown_and_startup_log(tmp_path):
+    host = Host(tmp_path / "warehouse").start()
+    Client(host.location).put({"table": "s.t"}, data.table(10))
+    assert host.stop() == 0
+    log = host.log()
+    assert f"127.0.0.1:{host.port}" in log and "listening" in log
+    assert "Iceberg tables are read by DuckDB via its iceberg extension" in log
+    assert "SIGTERM: shutting down" in log and "floe host stopped" in log
+    with Host(tmp_path / "warehouse") as again:  # a restarted host serves the same tables
+        assert Client(again.location).rows("s.t") == 10
 
 
 def test_put_result_metadata(client):

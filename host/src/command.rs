@@ -143,6 +143,13 @@ pub struct TableRead {
     pub limit: Option<u64>,
 }
 
+impl TableRead {
+    /// Every row and column of the current snapshot.
+    pub fn whole(table: TableName) -> Self {
+        Self { table, columns: None, filter: None, snapshot_id: None, as_of: None, limit: None }
+    }
+}
+
 /// A read-only SQL query over the warehouse's tables.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

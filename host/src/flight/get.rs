@@ -26,7 +26,7 @@ pub fn read_command(descriptor: &FlightDescriptor) -> Result<ReadCommand> {
                 [ns, name] => TableName::new(ns, name)?,
                 _ => return Err(Error::invalid("a descriptor path is [\"namespace\", \"table\"]")),
             };
-            Ok(ReadCommand::Table(TableRead { table, columns: None, filter: None, snapshot_id: None, as_of: None, limit: None }))
+            Ok(ReadCommand::Table(TableRead::whole(table)))
         }
         DescriptorType::Unknown => Err(Error::invalid("the descriptor has neither a command nor a path")),
     }

@@ -14,7 +14,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{actions, get, put};
-use crate::command::ReadCommand;
+use crate::command::{ReadCommand, TableRead};
 use crate::engines::Lakehouse;
 use crate::error::Error;
 
@@ -57,7 +57,7 @@ impl FlightService for FloeService {
         let infos = tables
             .into_iter()
             .map(|table| {
-                let ticket = ReadCommand::from_json(&serde_json::to_vec(&serde_json::json!({"table": table.name})).unwrap())?;
+                let ticket = ReadCommand::Table(TableRead::whole(table.name.clone()));
                 Ok(FlightInfo::new()
                     .try_with_schema(&table.schema)?
                     .with_descriptor(FlightDescriptor::new_path(vec![table.name.namespace.clone(), table.name.name.clone()]))

@@ -141,19 +141,10 @@ impl DuckEngine {
     }
 
     pub fn table_exists(&self, name: &TableName) -> Result<bool> {
-        self.object_exists(name, "duckdb_tables()")
-    }
-
-    pub fn view_exists(&self, name: &TableName) -> Result<bool> {
-        self.object_exists(name, "duckdb_views()")
-    }
-
-    fn object_exists(&self, name: &TableName, catalog_fn: &str) -> Result<bool> {
         let count: i64 = self
             .connect()?
             .query_row(
-                &format!("SELECT count(*) FROM {catalog_fn} WHERE database_name = current_database() AND schema_name = ? AND {} = ?",
-                    if catalog_fn.starts_with("duckdb_views") { "view_name" } else { "table_name" }),
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ? AND table_name = ?",
                 [&name.namespace, &name.name],
                 |r| r.get(0),
             )

@@ -139,10 +139,6 @@ impl TableWrite {
         self.writer.write(batch).await.context("writing a data file")
     }
 
-    pub fn rows(&self) -> u64 {
-        self.rows
-    }
-
     /// Close the last data file: the plan and every file written, for the commit.
     pub(super) async fn finish(mut self) -> (WritePlan, u64, Result<Vec<DataFile>>) {
         let files = self.writer.close().await.context("closing a data file");
