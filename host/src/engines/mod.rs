@@ -1,6 +1,7 @@
 //! The storage side: Iceberg tables (written by iceberg-rust, read by DuckDB) and
 //! DuckDB-native tables, behind one `Lakehouse`.
 
+mod conform;
 pub mod duckdb;
 pub mod iceberg;
 

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef};
 use duckdb::Connection;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{DuckEngine, duckdb_type};
+use crate::engines::conform::{conform, difference};
 use crate::command::{TableName, WriteMode, quote_ident};
 use crate::error::{Context, Error, Result};
 
@@ -111,7 +111,8 @@ fn write_all(
         .prepare(&format!("SELECT * FROM {} LIMIT 0", name.sql()))
         .and_then(|mut s| s.query_arrow([]).map(|a| a.get_schema()))
         .with_context(|| format!("reading the schema of {name}"))?;
-    if let Some(diff) = difference(&table_schema, upload) {
+    let storable = |up: &DataType, stored: &DataType| normalized(up).equals_datatype(&normalized(stored));
+    if let Some(diff) = difference(&table_schema, upload, storable) {
         return Err(Error::invalid(format!("cannot append to {name}: {diff}")));
     }
 
@@ -141,42 +142,4 @@ fn normalized(dt: &DataType) -> DataType {
         DataType::Timestamp(unit, Some(_)) => DataType::Timestamp(*unit, Some("UTC".into())),
         other => other.clone(),
     }
-}
-
-fn difference(table: &SchemaRef, upload: &SchemaRef) -> Option<String> {
-    let mut problems = Vec::new();
-    for field in table.fields() {
-        match upload.field_with_name(field.name()) {
-            Err(_) => problems.push(format!("column `{}` is missing from the upload", field.name())),
-            Ok(up) if !normalized(up.data_type()).equals_datatype(&normalized(field.data_type())) => problems.push(
-                format!("column `{}` is {} in the upload but {} in the table", field.name(), up.data_type(), field.data_type()),
-            ),
-            Ok(_) => {}
-        }
-    }
-    for up in upload.fields() {
-        if table.field_with_name(up.name()).is_err() {
-            problems.push(format!("column `{}` is not in the table", up.name()));
-        }
-    }
-    (!problems.is_empty()).then(|| problems.join("; "))
-}
-
-/// The batch's columns in the table's order and Arrow types (the appender is positional).
-fn conform(batch: &RecordBatch, table: &SchemaRef) -> Result<RecordBatch> {
-    let columns = table
-        .fields()
-        .iter()
-        .map(|field| {
-            let column = batch
-                .column_by_name(field.name())
-                .ok_or_else(|| Error::invalid(format!("column `{}` is missing from a batch", field.name())))?;
-            if column.data_type() == field.data_type() {
-                Ok(column.clone())
-            } else {
-                Ok(cast(column, field.data_type())?)
-            }
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(table.clone(), columns)?)
 }

@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch};
-use arrow::compute::cast;
+use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema as ArrowSchema, SchemaRef as ArrowSchemaRef, TimeUnit};
 use iceberg::arrow::{arrow_schema_to_schema, schema_to_arrow_schema};
 use iceberg::spec::Schema;
 use parquet::arrow::PARQUET_FIELD_ID_META_KEY;
 
-use crate::error::{Context, Error, Result};
+use crate::engines::conform::{conform, difference};
+use crate::error::{Context, Result};
 
 /// The Arrow type a column is stored as. Iceberg v2 has no nanosecond timestamps, no
 /// small or unsigned integers and one string type, so uploads are normalized first
@@ -66,34 +66,7 @@ fn number_field(field: &FieldRef, next_id: &mut i32) -> FieldRef {
 /// (same column names and types, in any order; no nulls sent into required columns).
 pub fn schema_difference(table: &Schema, upload: &ArrowSchema) -> Result<Option<String>> {
     let table_arrow = schema_to_arrow_schema(table).context("table schema has no Arrow form")?;
-    let mut problems = Vec::new();
-    for field in table_arrow.fields() {
-        match upload.field_with_name(field.name()) {
-            Err(_) => problems.push(format!("column `{}` is missing from the upload", field.name())),
-            Ok(up) => {
-                let up_type = storage_type(up.data_type());
-                if !up_type.equals_datatype(field.data_type()) {
-                    problems.push(format!(
-                        "column `{}` is {} in the upload but {} in the table",
-                        field.name(),
-                        up.data_type(),
-                        field.data_type()
-                    ));
-                } else if up.is_nullable() && !field.is_nullable() {
-                    problems.push(format!(
-                        "column `{}` is required in the table but nullable in the upload",
-                        field.name()
-                    ));
-                }
-            }
-        }
-    }
-    for up in upload.fields() {
-        if table_arrow.field_with_name(up.name()).is_err() {
-            problems.push(format!("column `{}` is not in the table", up.name()));
-        }
-    }
-    Ok((!problems.is_empty()).then(|| problems.join("; ")))
+    Ok(difference(&table_arrow, upload, |up, stored| storage_type(up).equals_datatype(stored)))
 }
 
 /// Whether two schemas have the same columns with the same types (ids aside).
@@ -125,28 +98,7 @@ impl Conformer {
     }
 
     pub fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let columns = self
-            .target
-            .fields()
-            .iter()
-            .map(|field| {
-                let column = batch.column_by_name(field.name()).ok_or_else(|| {
-                    Error::invalid(format!("column `{}` is missing from a batch", field.name()))
-                })?;
-                conform_column(column, field)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(RecordBatch::try_new(self.target.clone(), columns)?)
-    }
-}
-
-fn conform_column(column: &ArrayRef, field: &Field) -> Result<ArrayRef> {
-    if column.data_type() == field.data_type() {
-        Ok(column.clone())
-    } else {
-        cast(column, field.data_type()).map_err(|err| {
-            Error::invalid(format!("column `{}` cannot be stored as {}: {err}", field.name(), field.data_type()))
-        })
+        conform(batch, &self.target)
     }
 }
 
