@@ -234,6 +234,8 @@ def test_mismatched_append_changes_nothing(client):
         "SET enable_external_access = true",
         "SELECT 1); DROP TABLE local.refuse; SELECT * FROM (SELECT 1",
         "SELECT 1; DROP TABLE local.refuse",
+        "DROP TABLE local.refuse; SELECT 1",
+        "CREATE TABLE core.x AS SELECT 1 AS a; SELECT 1",
         "FROM (DROP TABLE local.refuse)",
     ],
 )

@@ -1,7 +1,8 @@
 //! The DuckDB database handle, opened through the C API so that floe can ask DuckDB
-//! what kind of statement a text is before running it. duckdb-rs does not expose
-//! `duckdb_prepared_statement_type`, and a subquery wrapper is no guard: DuckDB
-//! accepts `FROM (<any statement>)`.
+//! what kind of statement a text is before running it: duckdb-rs does not expose
+//! `duckdb_prepared_statement_type`, and its `prepare` *executes* every statement of
+//! a multi-statement text but the last. Every query text floe runs for a client goes
+//! through `check_select` first; the C API's prepare refuses several statements.
 
 use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
@@ -94,5 +95,32 @@ impl Drop for Database {
     fn drop(&mut self) {
         // SAFETY: opened in `open`, closed once.
         unsafe { ffi::duckdb_close(&mut self.raw) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_single_selects_pass_and_nothing_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("t.db")).unwrap();
+        db.connect().unwrap().execute_batch("CREATE TABLE t AS SELECT 1 AS a").unwrap();
+        assert!(db.check_select("SELECT * FROM t").is_ok());
+        assert!(db.check_select("WITH x AS (SELECT 1) FROM x").is_ok());
+        for refused in [
+            "DROP TABLE t; SELECT 1",
+            "SELECT 1; DROP TABLE t",
+            "DELETE FROM t",
+            "INSERT INTO t VALUES (2)",
+            "CREATE TABLE u AS SELECT 1",
+            "SET threads = 1",
+            "ATTACH ':memory:' AS m",
+        ] {
+            assert!(db.check_select(refused).is_err(), "{refused} passed");
+        }
+        let rows: i64 = db.connect().unwrap().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 1);
     }
 }
