@@ -333,3 +333,19 @@ def test_put_result_metadata(client):
         client.put({"table": "core.meta", "mode": "create"}, data.table(1))
     with grpc_error("INVALID_ARGUMENT", "unknown variant `upsert`"):
         client.put({"table": "core.meta", "mode": "upsert"}, data.table(1))
+
+
+def test_changes_by_other_engines_are_seen(tmp_path):
+    warehouse = tmp_path / "warehouse"
+    catalog = lambda: SqlCatalog("floe", uri=f"sqlite:///{warehouse}/catalog.db")  # noqa: E731
+    with Host(warehouse) as host:
+        client = Client(host.location)
+        client.put({"table": "ext.t"}, data.table(100))
+        catalog().load_table("ext.t").append(data.table(50, start=1000))  # pyiceberg commits
+        assert client.rows("ext.t") == 150
+        assert client.read({"table": "ext.t"}).num_rows == 150
+        assert [s["operation"] for s in client.action("list_snapshots", {"table": "ext.t"})] == ["append", "append"]
+    catalog().drop_table("ext.t")  # while no host runs
+    with Host(warehouse) as host:
+        with grpc_error("NOT_FOUND", "ext.t|t does not exist"):
+            Client(host.location).read({"sql": "SELECT * FROM ext.t"})

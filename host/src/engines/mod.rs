@@ -63,7 +63,9 @@ impl Lakehouse {
         let (db, wh2, ext, choice) =
             (duckdb::database_path(wh), wh.clone(), config.extension_dir.clone(), config.iceberg_reader);
         let duck = blocking(move || DuckEngine::open(&db, &wh2, ext.as_deref(), choice)).await?;
-        let lakehouse = Self { iceberg, duck: Arc::new(duck), views: Default::default() };
+        // Views left by an earlier run are re-pointed, or dropped if their table is gone.
+        let known = duck.list_views()?.into_iter().map(|name| (name, String::new())).collect();
+        let lakehouse = Self { iceberg, duck: Arc::new(duck), views: tokio::sync::Mutex::new(known) };
         lakehouse.sync_views().await?;
         Ok(lakehouse)
     }

@@ -112,6 +112,20 @@ impl DuckEngine {
         .with_context(|| format!("publishing {name} to DuckDB"))
     }
 
+    /// The views in the database: floe's windows on Iceberg tables.
+    pub fn list_views(&self) -> Result<Vec<TableName>> {
+        let conn = self.connect()?;
+        let mut stmt = conn
+            .prepare("SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = current_database() AND NOT internal")
+            .context("listing DuckDB views")?;
+        let names = stmt
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+            .context("listing DuckDB views")?
+            .filter_map(|row| row.ok().and_then(|(ns, name)| TableName::new(&ns, &name).ok()))
+            .collect();
+        Ok(names)
+    }
+
     pub fn drop_view(&self, name: &TableName) -> Result<()> {
         self.connect()?
             .execute_batch(&format!("DROP VIEW IF EXISTS {}", name.sql()))
