@@ -28,11 +28,13 @@ def free_port() -> int:
 class Host:
     """The real `host` binary, serving a warehouse on loopback."""
 
-    def __init__(self, warehouse: Path, *args: str, port: int | None = None):
+    def __init__(self, warehouse: Path, *args: str, port: int | None = None, serve_args: list[str] | None = None):
+        """`serve -w warehouse -p port *args`, or exactly `serve_args` (which must
+        then name the same warehouse and port, e.g. through --config)."""
         self.warehouse = Path(warehouse)
         self.port = port or free_port()
         self.log_path = self.warehouse.parent / f"host-{self.port}.log"
-        self.args = ["serve", "-w", str(self.warehouse), "-p", str(self.port), *args]
+        self.args = serve_args or ["serve", "-w", str(self.warehouse), "-p", str(self.port), *args]
         self.proc: subprocess.Popen | None = None
 
     @property

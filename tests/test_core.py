@@ -16,7 +16,7 @@ import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
 import data
-from floe_client import Client, Host
+from floe_client import HOST_BIN, Client, Host, free_port
 
 
 # How pyarrow names the gRPC status codes in its messages.
@@ -349,3 +349,23 @@ def test_changes_by_other_engines_are_seen(tmp_path):
     with Host(warehouse) as host:
         with grpc_error("NOT_FOUND", "ext.t|t does not exist"):
             Client(host.location).read({"sql": "SELECT * FROM ext.t"})
+
+
+def test_large_messages_and_get_schema(client):
+    one_batch = data.table(300_000).combine_chunks()  # a single ~17 MB message
+    assert client.put({"table": "core.wide", "mode": "overwrite"}, one_batch)["rows"] == 300_000
+    descriptor = flight.FlightDescriptor.for_command(json.dumps({"table": "core.wide", "columns": ["ts", "id"]}))
+    assert client.flight.get_schema(descriptor).schema.names == ["ts", "id"]
+    assert client.flight.get_schema(flight.FlightDescriptor.for_path("core", "wide")).schema.names == data.SCHEMA.names
+
+
+def test_config_file(tmp_path):
+    config = tmp_path / "floe.toml"
+    port = free_port()
+    config.write_text(f'warehouse = "{tmp_path / "configured"}"\nport = {port}\niceberg_reader = "read_parquet"\n')
+    with Host(tmp_path / "configured", port=port, serve_args=["serve", "--config", str(config)]) as host:
+        assert Client(host.location).action("healthcheck")["iceberg_reader"] == "read_parquet"
+    assert (tmp_path / "configured" / "catalog.db").exists()
+    config.write_text("prot = 1\n")
+    result = subprocess.run([str(HOST_BIN), "serve", "--config", str(config)], capture_output=True, text=True)
+    assert result.returncode != 0 and "unknown field `prot`" in result.stderr
