@@ -76,32 +76,27 @@ where
     };
 
     let mut sink = begin(&lakehouse, &command, schema).await?;
-    loop {
-        let batch = match decoder.next().await {
-            Some(Ok(data)) => match data.payload {
-                DecodedPayload::RecordBatch(batch) => batch,
-                DecodedPayload::Schema(_) => {
-                    sink.abort().await;
-                    return Err(Error::invalid("the upload changed its schema mid-stream"));
-                }
-                DecodedPayload::None => continue,
-            },
-            Some(Err(err)) => {
-                sink.abort().await;
-                tracing::info!(table = %command.table, error = %err, "upload aborted; nothing committed");
-                return Err(upload_error(err));
-            }
-            None => break,
-        };
-        if let Err(err) = sink.write(batch).await {
-            sink.abort().await;
-            return Err(err);
-        }
+    if let Err(err) = feed(&mut sink, &mut decoder).await {
+        sink.abort().await;
+        tracing::info!(table = %command.table, error = %err, "upload failed; nothing committed");
+        return Err(err);
     }
     let summary = sink.commit(&lakehouse, &command).await?;
     tracing::info!(table = %summary.table, rows = summary.rows, snapshot_id = ?summary.snapshot_id, "upload committed");
     let metadata = serde_json::to_vec(&summary).expect("summaries serialize");
     Ok(PutResult { app_metadata: metadata.into() })
+}
+
+/// Every batch of the upload into the sink, until the stream ends.
+async fn feed(sink: &mut Sink, decoder: &mut FlightDataDecoder) -> Result<()> {
+    while let Some(data) = decoder.next().await {
+        match data.map_err(upload_error)?.payload {
+            DecodedPayload::RecordBatch(batch) => sink.write(batch).await?,
+            DecodedPayload::Schema(_) => return Err(Error::invalid("the upload changed its schema mid-stream")),
+            DecodedPayload::None => {}
+        }
+    }
+    Ok(())
 }
 
 fn upload_error(err: FlightError) -> Error {
