@@ -369,3 +369,24 @@ def test_config_file(tmp_path):
     config.write_text("prot = 1\n")
     result = subprocess.run([str(HOST_BIN), "serve", "--config", str(config)], capture_output=True, text=True)
     assert result.returncode != 0 and "unknown field `prot`" in result.stderr
+
+
+def test_readers_never_see_an_empty_table_during_overwrites(client):
+    import threading
+
+    client.put({"table": "core.flip", "mode": "overwrite"}, data.table(1000))
+    seen, done = [], threading.Event()
+
+    def read_counts():
+        while not done.is_set():
+            seen.append(client.rows("core.flip"))
+            seen.append(client.read({"table": "core.flip", "columns": ["id"]}).num_rows)
+
+    reader = threading.Thread(target=read_counts)
+    reader.start()
+    for i in range(6):
+        client.put({"table": "core.flip", "mode": "overwrite"}, data.table(2000 if i % 2 == 0 else 1000))
+    done.set()
+    reader.join()
+    assert seen and set(seen) <= {1000, 2000}, set(seen)
+    assert len(client.action("list_snapshots", {"table": "core.flip"})) == 7
