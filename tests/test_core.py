@@ -390,3 +390,33 @@ def test_readers_never_see_an_empty_table_during_overwrites(client):
     reader.join()
     assert seen and set(seen) <= {1000, 2000}, set(seen)
     assert len(client.action("list_snapshots", {"table": "core.flip"})) == 7
+
+
+def test_host_killed_mid_upload_loses_only_that_upload(tmp_path):
+    import threading
+
+    warehouse = tmp_path / "warehouse"
+    host = Host(warehouse).start()
+    client = Client(host.location)
+    client.put({"table": "crash.t"}, data.table(1000))
+    failure = []
+
+    def upload():
+        try:
+            Client(host.location).put({"table": "crash.t"}, data.reader(5_000_000, batch_rows=50_000))
+        except Exception as err:  # the host dies under it
+            failure.append(err)
+
+    uploader = threading.Thread(target=upload)
+    uploader.start()
+    time.sleep(1.0)
+    host.proc.kill()  # SIGKILL: no cleanup, mid-upload
+    host.stop()
+    uploader.join()
+    assert failure, "the upload should have failed with the host gone"
+    with Host(warehouse) as again:
+        client = Client(again.location)
+        assert client.rows("crash.t") == 1000
+        assert len(client.action("list_snapshots", {"table": "crash.t"})) == 1
+        client.put({"table": "crash.t"}, data.table(10, start=5000))  # and it takes writes again
+        assert client.rows("crash.t") == 1010
