@@ -89,11 +89,14 @@ pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,iceberg=warn,sqlx=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,iceberg=warn,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
@@ -140,10 +143,24 @@ async fn doctor(args: CommonArgs) -> anyhow::Result<()> {
     let tables = lakehouse.list_tables().await?;
     println!("floe host {}", env!("CARGO_PKG_VERSION"));
     println!("warehouse:      {}", config.warehouse.display());
-    println!("catalog:        {}", config.warehouse.join("catalog.db").display());
-    println!("duckdb:         {}", crate::engines::duckdb::database_path(&config.warehouse).display());
-    println!("iceberg reader: {:?}{}", lakehouse.duck.reader,
-        lakehouse.duck.reader_note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default());
+    println!(
+        "catalog:        {}",
+        config.warehouse.join("catalog.db").display()
+    );
+    println!(
+        "duckdb:         {}",
+        crate::engines::duckdb::database_path(&config.warehouse).display()
+    );
+    println!(
+        "iceberg reader: {:?}{}",
+        lakehouse.duck.reader,
+        lakehouse
+            .duck
+            .reader_note
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default()
+    );
     println!("tables:         {}", tables.len());
     Ok(())
 }
@@ -151,7 +168,10 @@ async fn doctor(args: CommonArgs) -> anyhow::Result<()> {
 async fn list_tables(args: CommonArgs) -> anyhow::Result<()> {
     let config = args.config(None, None)?;
     let lakehouse = open(&config).await?;
-    println!("{:<40} {:<8} {:>12} {:>20}", "table", "target", "rows", "snapshot");
+    println!(
+        "{:<40} {:<8} {:>12} {:>20}",
+        "table", "target", "rows", "snapshot"
+    );
     for table in lakehouse.list_tables().await? {
         println!(
             "{:<40} {:<8} {:>12} {:>20}",

@@ -27,7 +27,10 @@ impl TableName {
         for part in [namespace, name] {
             check_identifier(part)?;
         }
-        Ok(Self { namespace: namespace.to_string(), name: name.to_string() })
+        Ok(Self {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })
     }
 
     pub fn parse(text: &str) -> Result<Self> {
@@ -42,7 +45,11 @@ impl TableName {
 
     /// The name as DuckDB SQL: both parts quoted.
     pub fn sql(&self) -> String {
-        format!("{}.{}", quote_ident(&self.namespace), quote_ident(&self.name))
+        format!(
+            "{}.{}",
+            quote_ident(&self.namespace),
+            quote_ident(&self.name)
+        )
     }
 }
 
@@ -130,7 +137,11 @@ pub struct PutCommand {
 #[serde(deny_unknown_fields)]
 pub struct TableRead {
     pub table: TableName,
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "selected_fields")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "selected_fields"
+    )]
     pub columns: Option<Vec<String>>,
     /// A SQL boolean expression over the table's columns.
     #[serde(default, skip_serializing_if = "Option::is_none", alias = "row_filter")]
@@ -146,7 +157,14 @@ pub struct TableRead {
 impl TableRead {
     /// Every row and column of the current snapshot.
     pub fn whole(table: TableName) -> Self {
-        Self { table, columns: None, filter: None, snapshot_id: None, as_of: None, limit: None }
+        Self {
+            table,
+            columns: None,
+            filter: None,
+            snapshot_id: None,
+            as_of: None,
+            limit: None,
+        }
     }
 }
 
@@ -173,7 +191,9 @@ impl ReadCommand {
         } else if object.contains_key("table") {
             let read: TableRead = from_value(object, "table read")?;
             if read.snapshot_id.is_some() && read.as_of.is_some() {
-                return Err(Error::invalid("give either \"snapshot_id\" or \"as_of\", not both"));
+                return Err(Error::invalid(
+                    "give either \"snapshot_id\" or \"as_of\", not both",
+                ));
             }
             Ok(ReadCommand::Table(read))
         } else {
@@ -199,9 +219,17 @@ impl PutCommand {
         let table = match path {
             [name] => TableName::parse(name)?,
             [namespace, name] => TableName::new(namespace, name)?,
-            _ => return Err(Error::invalid("a descriptor path is [\"namespace\", \"table\"]")),
+            _ => {
+                return Err(Error::invalid(
+                    "a descriptor path is [\"namespace\", \"table\"]",
+                ));
+            }
         };
-        Ok(Self { table, mode: WriteMode::Append, target: Target::Iceberg })
+        Ok(Self {
+            table,
+            mode: WriteMode::Append,
+            target: Target::Iceberg,
+        })
     }
 }
 
@@ -215,7 +243,9 @@ fn json_object(bytes: &[u8], what: &str) -> Result<serde_json::Map<String, serde
         .map_err(|err| Error::invalid(format!("malformed JSON in {what}: {err}")))?;
     match value {
         serde_json::Value::Object(map) => Ok(map),
-        other => Err(Error::invalid(format!("{what} must be a JSON object, got {other}"))),
+        other => Err(Error::invalid(format!(
+            "{what} must be a JSON object, got {other}"
+        ))),
     }
 }
 

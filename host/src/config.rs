@@ -37,7 +37,8 @@ pub struct FileConfig {
 
 impl FileConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 }
@@ -56,18 +57,27 @@ impl Config {
     /// Defaults, overlaid by the file, overlaid by the flags.
     pub fn resolve(file: Option<&Path>, flags: Overrides) -> anyhow::Result<Self> {
         let file = file.map(FileConfig::load).transpose()?.unwrap_or_default();
-        let warehouse = flags.warehouse.or(file.warehouse).unwrap_or_else(|| PathBuf::from("warehouse"));
+        let warehouse = flags
+            .warehouse
+            .or(file.warehouse)
+            .unwrap_or_else(|| PathBuf::from("warehouse"));
         std::fs::create_dir_all(&warehouse)
             .with_context(|| format!("creating the warehouse directory {}", warehouse.display()))?;
-        let warehouse = warehouse
-            .canonicalize()
-            .with_context(|| format!("resolving the warehouse directory {}", warehouse.display()))?;
+        let warehouse = warehouse.canonicalize().with_context(|| {
+            format!("resolving the warehouse directory {}", warehouse.display())
+        })?;
         Ok(Self {
             warehouse,
-            address: flags.address.or(file.address).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            address: flags
+                .address
+                .or(file.address)
+                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             port: flags.port.or(file.port).unwrap_or(DEFAULT_PORT),
             extension_dir: flags.extension_dir.or(file.extension_dir),
-            iceberg_reader: flags.iceberg_reader.or(file.iceberg_reader).unwrap_or_default(),
+            iceberg_reader: flags
+                .iceberg_reader
+                .or(file.iceberg_reader)
+                .unwrap_or_default(),
             max_message_bytes: file.max_message_mib.unwrap_or(256) * 1024 * 1024,
         })
     }

@@ -24,7 +24,7 @@ pub enum Error {
     Iceberg {
         context: String,
         #[source]
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
     #[error("{context}: {source}")]
     DuckDb {
@@ -113,19 +113,28 @@ pub trait Context<T> {
 
 impl<T> Context<T> for std::result::Result<T, iceberg::Error> {
     fn context(self, context: impl Into<String>) -> Result<T> {
-        self.map_err(|source| Error::Iceberg { context: context.into(), source })
+        self.map_err(|source| Error::Iceberg {
+            context: context.into(),
+            source: Box::new(source),
+        })
     }
 }
 
 impl<T> Context<T> for std::result::Result<T, duckdb::Error> {
     fn context(self, context: impl Into<String>) -> Result<T> {
-        self.map_err(|source| Error::DuckDb { context: context.into(), source })
+        self.map_err(|source| Error::DuckDb {
+            context: context.into(),
+            source,
+        })
     }
 }
 
 impl<T> Context<T> for std::result::Result<T, std::io::Error> {
     fn context(self, context: impl Into<String>) -> Result<T> {
-        self.map_err(|source| Error::Io { context: context.into(), source })
+        self.map_err(|source| Error::Io {
+            context: context.into(),
+            source,
+        })
     }
 }
 

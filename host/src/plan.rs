@@ -21,7 +21,10 @@ impl Lakehouse {
                 // SQL sees Iceberg tables through views: make sure they are current.
                 self.sync_views().await?;
                 // The engine refuses anything but a SELECT before running it.
-                Ok(ReadPlan { sql: client_query(&read.sql), ticket: ReadCommand::Sql(read) })
+                Ok(ReadPlan {
+                    sql: client_query(&read.sql),
+                    ticket: ReadCommand::Sql(read),
+                })
             }
             ReadCommand::Table(read) => self.plan_table_read(read).await,
         }
@@ -47,7 +50,10 @@ impl Lakehouse {
             }
         };
         let sql = table_query(&read, &source)?;
-        Ok(ReadPlan { sql, ticket: ReadCommand::Table(read) })
+        Ok(ReadPlan {
+            sql,
+            ticket: ReadCommand::Table(read),
+        })
     }
 }
 
@@ -56,7 +62,11 @@ fn table_query(read: &TableRead, source: &str) -> Result<String> {
     let columns = match &read.columns {
         None => "*".to_string(),
         Some(columns) if columns.is_empty() => return Err(Error::invalid("\"columns\" is empty")),
-        Some(columns) => columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", "),
+        Some(columns) => columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     let mut sql = format!("SELECT {columns} FROM {source}");
     if let Some(filter) = &read.filter {
@@ -86,15 +96,23 @@ fn check_expression(filter: &str) -> Result<()> {
             (None, ')') => {
                 depth -= 1;
                 if depth < 0 {
-                    return Err(Error::invalid(format!("filter {filter:?} has an unbalanced ')'")));
+                    return Err(Error::invalid(format!(
+                        "filter {filter:?} has an unbalanced ')'"
+                    )));
                 }
             }
-            (None, ';') => return Err(Error::invalid(format!("filter {filter:?} must be one expression (found ';')"))),
+            (None, ';') => {
+                return Err(Error::invalid(format!(
+                    "filter {filter:?} must be one expression (found ';')"
+                )));
+            }
             _ => {}
         }
     }
     if depth != 0 || quote.is_some() {
-        return Err(Error::invalid(format!("filter {filter:?} has an unclosed parenthesis or quote")));
+        return Err(Error::invalid(format!(
+            "filter {filter:?} has an unclosed parenthesis or quote"
+        )));
     }
     Ok(())
 }
@@ -118,13 +136,25 @@ mod tests {
     #[test]
     fn columns_filter_and_limit_go_into_the_query() {
         let sql = table_query(&read(Some("a > 1 AND b = ')'")), "src").unwrap();
-        assert_eq!(sql, "SELECT \"a\", \"b c\" FROM src WHERE (\na > 1 AND b = ')'\n) LIMIT 10");
+        assert_eq!(
+            sql,
+            "SELECT \"a\", \"b c\" FROM src WHERE (\na > 1 AND b = ')'\n) LIMIT 10"
+        );
     }
 
     #[test]
     fn filters_cannot_escape_their_parentheses() {
-        for bad in ["1=1) UNION ALL (SELECT 1", "a > 1; DROP TABLE t", "(a", "'x", ""] {
-            assert!(table_query(&read(Some(bad)), "src").is_err(), "{bad:?} accepted");
+        for bad in [
+            "1=1) UNION ALL (SELECT 1",
+            "a > 1; DROP TABLE t",
+            "(a",
+            "'x",
+            "",
+        ] {
+            assert!(
+                table_query(&read(Some(bad)), "src").is_err(),
+                "{bad:?} accepted"
+            );
         }
     }
 }

@@ -10,11 +10,18 @@ use crate::error::{Error, Result};
 /// How `upload` differs from `table`, column by column, or `None` if it fits.
 /// Columns match by name in any order; `storable` says whether an upload column's
 /// type can be stored in the table column (each engine has its own sibling types).
-pub fn difference(table: &Schema, upload: &Schema, storable: impl Fn(&DataType, &DataType) -> bool) -> Option<String> {
+pub fn difference(
+    table: &Schema,
+    upload: &Schema,
+    storable: impl Fn(&DataType, &DataType) -> bool,
+) -> Option<String> {
     let mut problems = Vec::new();
     for field in table.fields() {
         match upload.field_with_name(field.name()) {
-            Err(_) => problems.push(format!("column `{}` is missing from the upload", field.name())),
+            Err(_) => problems.push(format!(
+                "column `{}` is missing from the upload",
+                field.name()
+            )),
             Ok(up) if !storable(up.data_type(), field.data_type()) => problems.push(format!(
                 "column `{}` is {} in the upload but {} in the table",
                 field.name(),
@@ -42,14 +49,18 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
         .fields()
         .iter()
         .map(|field: &std::sync::Arc<Field>| {
-            let column = batch
-                .column_by_name(field.name())
-                .ok_or_else(|| Error::invalid(format!("column `{}` is missing from a batch", field.name())))?;
+            let column = batch.column_by_name(field.name()).ok_or_else(|| {
+                Error::invalid(format!("column `{}` is missing from a batch", field.name()))
+            })?;
             if column.data_type() == field.data_type() {
                 return Ok(column.clone());
             }
             cast(column, field.data_type()).map_err(|err| {
-                Error::invalid(format!("column `{}` cannot be stored as {}: {err}", field.name(), field.data_type()))
+                Error::invalid(format!(
+                    "column `{}` cannot be stored as {}: {err}",
+                    field.name(),
+                    field.data_type()
+                ))
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -8,14 +8,14 @@ pub mod iceberg;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
 use ::iceberg::arrow::schema_to_arrow_schema;
 use ::iceberg::spec::SnapshotRef;
+use arrow::datatypes::SchemaRef;
 use serde::Serialize;
 
 use self::duckdb::{DuckEngine, IcebergReader, empty_relation};
 use self::iceberg::{IcebergEngine, LoadedTable, local_path};
-use crate::command::{Target, TableName, quote_literal};
+use crate::command::{TableName, Target, quote_literal};
 use crate::config::Config;
 use crate::error::{Context, Error, Result};
 
@@ -51,30 +51,52 @@ pub struct SnapshotInfo {
 }
 
 /// Run blocking DuckDB work off the async executor.
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|err| Error::internal(format!("DuckDB task failed: {err}")))?
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|err| Error::internal(format!("DuckDB task failed: {err}")))?
 }
 
 impl Lakehouse {
     pub async fn open(config: &Config) -> Result<Self> {
         let wh = &config.warehouse;
-        std::fs::create_dir_all(wh).with_context(|| format!("creating the warehouse {}", wh.display()))?;
+        std::fs::create_dir_all(wh)
+            .with_context(|| format!("creating the warehouse {}", wh.display()))?;
         let iceberg = IcebergEngine::open(&wh.join("catalog.db"), &wh.join("iceberg")).await?;
-        let (db, wh2, ext, choice) =
-            (duckdb::database_path(wh), wh.clone(), config.extension_dir.clone(), config.iceberg_reader);
+        let (db, wh2, ext, choice) = (
+            duckdb::database_path(wh),
+            wh.clone(),
+            config.extension_dir.clone(),
+            config.iceberg_reader,
+        );
         let duck = blocking(move || DuckEngine::open(&db, &wh2, ext.as_deref(), choice)).await?;
         // Views left by an earlier run are re-pointed, or dropped if their table is gone.
-        let known = duck.list_views()?.into_iter().map(|name| (name, String::new())).collect();
-        let lakehouse = Self { iceberg, duck: Arc::new(duck), views: tokio::sync::Mutex::new(known) };
+        let known = duck
+            .list_views()?
+            .into_iter()
+            .map(|name| (name, String::new()))
+            .collect();
+        let lakehouse = Self {
+            iceberg,
+            duck: Arc::new(duck),
+            views: tokio::sync::Mutex::new(known),
+        };
         lakehouse.sync_views().await?;
         Ok(lakehouse)
     }
 
     /// The FROM item that reads an Iceberg table at `snapshot` (None: no data yet).
-    pub async fn iceberg_source(&self, table: &LoadedTable, snapshot: Option<&SnapshotRef>) -> Result<String> {
+    pub async fn iceberg_source(
+        &self,
+        table: &LoadedTable,
+        snapshot: Option<&SnapshotRef>,
+    ) -> Result<String> {
         let metadata = table.metadata();
         let Some(snapshot) = snapshot else {
-            let schema = schema_to_arrow_schema(metadata.current_schema()).context("table schema")?;
+            let schema =
+                schema_to_arrow_schema(metadata.current_schema()).context("table schema")?;
             return empty_relation(&schema);
         };
         match self.duck.reader {
@@ -83,14 +105,19 @@ impl Lakehouse {
                 if metadata.current_snapshot_id() == Some(snapshot.snapshot_id()) {
                     Ok(format!("iceberg_scan({location})"))
                 } else {
-                    Ok(format!("iceberg_scan({location}, snapshot_from_id => {})", snapshot.snapshot_id()))
+                    Ok(format!(
+                        "iceberg_scan({location}, snapshot_from_id => {})",
+                        snapshot.snapshot_id()
+                    ))
                 }
             }
             IcebergReader::ReadParquet => {
                 let files = table.data_files(snapshot).await?;
                 if files.is_empty() {
                     let schema = snapshot.schema(metadata).context("snapshot schema")?;
-                    return empty_relation(&schema_to_arrow_schema(&schema).context("table schema")?);
+                    return empty_relation(
+                        &schema_to_arrow_schema(&schema).context("table schema")?,
+                    );
                 }
                 let list: Vec<String> = files.iter().map(|f| quote_literal(f)).collect();
                 Ok(format!("read_parquet([{}])", list.join(", ")))
@@ -108,8 +135,12 @@ impl Lakehouse {
             if views.get(name) == Some(location) {
                 continue;
             }
-            let Some(table) = self.iceberg.load(name).await? else { continue };
-            let source = self.iceberg_source(&table, table.metadata().current_snapshot()).await?;
+            let Some(table) = self.iceberg.load(name).await? else {
+                continue;
+            };
+            let source = self
+                .iceberg_source(&table, table.metadata().current_snapshot())
+                .await?;
             let (duck, view) = (self.duck.clone(), name.clone());
             match blocking(move || duck.replace_view(&view, &source)).await {
                 Ok(()) => {
@@ -118,7 +149,11 @@ impl Lakehouse {
                 Err(err) => tracing::warn!(%name, %err, "Iceberg table not addressable in SQL"),
             }
         }
-        let stale: Vec<TableName> = views.keys().filter(|n| !current.contains_key(*n)).cloned().collect();
+        let stale: Vec<TableName> = views
+            .keys()
+            .filter(|n| !current.contains_key(*n))
+            .cloned()
+            .collect();
         for name in stale {
             let (duck, view) = (self.duck.clone(), name.clone());
             blocking(move || duck.drop_view(&view)).await?;
@@ -142,11 +177,15 @@ impl Lakehouse {
     pub async fn list_tables(&self) -> Result<Vec<TableInfo>> {
         let mut out = Vec::new();
         for (name, _) in self.iceberg.list().await? {
-            let Some(table) = self.iceberg.load(&name).await? else { continue };
+            let Some(table) = self.iceberg.load(&name).await? else {
+                continue;
+            };
             let metadata = table.metadata();
             let snapshot = metadata.current_snapshot();
             out.push(TableInfo {
-                schema: Arc::new(schema_to_arrow_schema(metadata.current_schema()).context("table schema")?),
+                schema: Arc::new(
+                    schema_to_arrow_schema(metadata.current_schema()).context("table schema")?,
+                ),
                 rows: Some(
                     snapshot
                         .and_then(|s| s.summary().additional_properties.get("total-records"))
@@ -162,12 +201,24 @@ impl Lakehouse {
         let native = blocking(move || {
             duck.list_tables()?
                 .into_iter()
-                .map(|(name, rows)| Ok((duck.schema_of(&format!("SELECT * FROM {}", name.sql()))?, name, rows)))
+                .map(|(name, rows)| {
+                    Ok((
+                        duck.schema_of(&format!("SELECT * FROM {}", name.sql()))?,
+                        name,
+                        rows,
+                    ))
+                })
                 .collect::<Result<Vec<_>>>()
         })
         .await?;
         for (schema, name, rows) in native {
-            out.push(TableInfo { name, target: Target::Duckdb, schema, rows: Some(rows), snapshot_id: None });
+            out.push(TableInfo {
+                name,
+                target: Target::Duckdb,
+                schema,
+                rows: Some(rows),
+                snapshot_id: None,
+            });
         }
         Ok(out)
     }
@@ -191,7 +242,9 @@ impl Lakehouse {
         let table = match self.locate(name).await? {
             Located::Iceberg(table) => table,
             Located::Duckdb => {
-                return Err(Error::invalid(format!("{name} is a DuckDB table: only Iceberg tables have snapshots")));
+                return Err(Error::invalid(format!(
+                    "{name} is a DuckDB table: only Iceberg tables have snapshots"
+                )));
             }
         };
         let metadata = table.metadata();

@@ -11,11 +11,26 @@ use crate::error::{Error, Result};
 
 /// Every action with the description ListActions shows.
 pub const ACTIONS: &[(&str, &str)] = &[
-    ("healthcheck", "Is the host up? Returns {\"status\": \"ok\", \"version\", \"iceberg_reader\"}."),
-    ("list_tables", "All tables: name, target, schema, row count, current snapshot id."),
-    ("get_schema", "The output schema of {\"table\": ...} (with columns etc.) or {\"sql\": ...}, without running it."),
-    ("drop_table", "Drop {\"table\": \"ns.name\"} and delete its files."),
-    ("list_snapshots", "The snapshots of the Iceberg table {\"table\": ...}: id, timestamp, operation, summary."),
+    (
+        "healthcheck",
+        "Is the host up? Returns {\"status\": \"ok\", \"version\", \"iceberg_reader\"}.",
+    ),
+    (
+        "list_tables",
+        "All tables: name, target, schema, row count, current snapshot id.",
+    ),
+    (
+        "get_schema",
+        "The output schema of {\"table\": ...} (with columns etc.) or {\"sql\": ...}, without running it.",
+    ),
+    (
+        "drop_table",
+        "Drop {\"table\": \"ns.name\"} and delete its files.",
+    ),
+    (
+        "list_snapshots",
+        "The snapshots of the Iceberg table {\"table\": ...}: id, timestamp, operation, summary.",
+    ),
 ];
 
 #[derive(Deserialize)]
@@ -30,7 +45,11 @@ struct NoArgs {}
 
 pub async fn run(lakehouse: &Lakehouse, name: &str, body: &[u8]) -> Result<Value> {
     // An empty body means "no arguments".
-    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
     let what = format!("{name} action body");
     match name {
         "healthcheck" => {
@@ -56,11 +75,16 @@ pub async fn run(lakehouse: &Lakehouse, name: &str, body: &[u8]) -> Result<Value
         }
         "list_snapshots" => {
             let TableArg { table } = parse(body, &what)?;
-            Ok(serde_json::to_value(lakehouse.snapshots(&table).await?).expect("snapshots serialize"))
+            Ok(serde_json::to_value(lakehouse.snapshots(&table).await?)
+                .expect("snapshots serialize"))
         }
         other => Err(Error::invalid(format!(
             "unknown action {other:?}; actions are: {}",
-            ACTIONS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            ACTIONS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }

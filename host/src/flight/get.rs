@@ -24,11 +24,17 @@ pub fn read_command(descriptor: &FlightDescriptor) -> Result<ReadCommand> {
             let table = match descriptor.path.as_slice() {
                 [name] => TableName::parse(name)?,
                 [ns, name] => TableName::new(ns, name)?,
-                _ => return Err(Error::invalid("a descriptor path is [\"namespace\", \"table\"]")),
+                _ => {
+                    return Err(Error::invalid(
+                        "a descriptor path is [\"namespace\", \"table\"]",
+                    ));
+                }
             };
             Ok(ReadCommand::Table(TableRead::whole(table)))
         }
-        DescriptorType::Unknown => Err(Error::invalid("the descriptor has neither a command nor a path")),
+        DescriptorType::Unknown => Err(Error::invalid(
+            "the descriptor has neither a command nor a path",
+        )),
     }
 }
 
@@ -40,7 +46,10 @@ pub async fn plan(lakehouse: &Lakehouse, command: ReadCommand) -> Result<(ReadPl
     Ok((plan, schema))
 }
 
-pub async fn flight_info(lakehouse: &Lakehouse, descriptor: FlightDescriptor) -> Result<FlightInfo> {
+pub async fn flight_info(
+    lakehouse: &Lakehouse,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo> {
     let (plan, schema) = plan(lakehouse, read_command(&descriptor)?).await?;
     let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(plan.ticket.to_json()));
     Ok(FlightInfo::new()

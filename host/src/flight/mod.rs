@@ -34,7 +34,10 @@ pub async fn serve(
         .max_encoding_message_size(config.max_message_bytes);
     tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
         .await?;
     tracing::info!("floe host stopped");
     Ok(())

@@ -31,7 +31,7 @@ pub struct PutSummary {
 
 /// Where an upload's batches go.
 enum Sink {
-    Iceberg(TableWrite),
+    Iceberg(Box<TableWrite>),
     Duckdb(DuckWrite),
 }
 
@@ -39,7 +39,9 @@ pub fn put_command(descriptor: &FlightDescriptor) -> Result<PutCommand> {
     match descriptor.r#type() {
         DescriptorType::Cmd => PutCommand::from_json(&descriptor.cmd),
         DescriptorType::Path => PutCommand::from_path(&descriptor.path),
-        DescriptorType::Unknown => Err(Error::invalid("the descriptor has neither a command nor a path")),
+        DescriptorType::Unknown => Err(Error::invalid(
+            "the descriptor has neither a command nor a path",
+        )),
     }
 }
 
@@ -84,7 +86,9 @@ where
     let summary = sink.commit(&lakehouse, &command).await?;
     tracing::info!(table = %summary.table, rows = summary.rows, snapshot_id = ?summary.snapshot_id, "upload committed");
     let metadata = serde_json::to_vec(&summary).expect("summaries serialize");
-    Ok(PutResult { app_metadata: metadata.into() })
+    Ok(PutResult {
+        app_metadata: metadata.into(),
+    })
 }
 
 /// Every batch of the upload into the sink, until the stream ends.
@@ -92,7 +96,9 @@ async fn feed(sink: &mut Sink, decoder: &mut FlightDataDecoder) -> Result<()> {
     while let Some(data) = decoder.next().await {
         match data.map_err(upload_error)?.payload {
             DecodedPayload::RecordBatch(batch) => sink.write(batch).await?,
-            DecodedPayload::Schema(_) => return Err(Error::invalid("the upload changed its schema mid-stream")),
+            DecodedPayload::Schema(_) => {
+                return Err(Error::invalid("the upload changed its schema mid-stream"));
+            }
             DecodedPayload::None => {}
         }
     }
@@ -101,26 +107,45 @@ async fn feed(sink: &mut Sink, decoder: &mut FlightDataDecoder) -> Result<()> {
 
 fn upload_error(err: FlightError) -> Error {
     match err {
-        FlightError::Tonic(status) => Error::Cancelled(format!("the upload was interrupted: {}", status.message())),
+        FlightError::Tonic(status) => {
+            Error::Cancelled(format!("the upload was interrupted: {}", status.message()))
+        }
         other => Error::invalid(format!("the upload is not a valid Arrow stream: {other}")),
     }
 }
 
-async fn begin(lakehouse: &Arc<Lakehouse>, command: &PutCommand, schema: SchemaRef) -> Result<Sink> {
+async fn begin(
+    lakehouse: &Arc<Lakehouse>,
+    command: &PutCommand,
+    schema: SchemaRef,
+) -> Result<Sink> {
     let name = &command.table;
     match command.target {
         Target::Iceberg => {
             let (duck, n) = (lakehouse.duck.clone(), name.clone());
             if blocking(move || duck.table_exists(&n)).await? {
-                return Err(Error::AlreadyExists(format!("{name} exists as a DuckDB table")));
+                return Err(Error::AlreadyExists(format!(
+                    "{name} exists as a DuckDB table"
+                )));
             }
-            Ok(Sink::Iceberg(lakehouse.iceberg.begin_write(name, command.mode, &schema).await?))
+            Ok(Sink::Iceberg(Box::new(
+                lakehouse
+                    .iceberg
+                    .begin_write(name, command.mode, &schema)
+                    .await?,
+            )))
         }
         Target::Duckdb => {
             if lakehouse.iceberg.load(name).await?.is_some() {
-                return Err(Error::AlreadyExists(format!("{name} exists as an Iceberg table")));
+                return Err(Error::AlreadyExists(format!(
+                    "{name} exists as an Iceberg table"
+                )));
             }
-            Ok(Sink::Duckdb(lakehouse.duck.begin_write(name.clone(), command.mode, schema)))
+            Ok(Sink::Duckdb(lakehouse.duck.begin_write(
+                name.clone(),
+                command.mode,
+                schema,
+            )))
         }
     }
 }
@@ -144,7 +169,7 @@ impl Sink {
         let (table, target) = (command.table.clone(), command.target);
         match self {
             Sink::Iceberg(write) => {
-                let committed = lakehouse.iceberg.commit(write).await?;
+                let committed = lakehouse.iceberg.commit(*write).await?;
                 // Publish the new snapshot to SQL readers right away.
                 if let Err(err) = lakehouse.sync_views().await {
                     tracing::warn!(%table, %err, "committed, but the SQL view was not refreshed");
@@ -159,7 +184,13 @@ impl Sink {
             }
             Sink::Duckdb(write) => {
                 let rows = write.commit().await?;
-                Ok(PutSummary { table, target, rows, snapshot_id: None, data_files: 0 })
+                Ok(PutSummary {
+                    table,
+                    target,
+                    rows,
+                    snapshot_id: None,
+                    data_files: 0,
+                })
             }
         }
     }

@@ -23,15 +23,20 @@ unsafe impl Sync for Database {}
 
 impl Database {
     pub fn open(path: &Path) -> Result<Self> {
-        let c_path = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| Error::invalid(format!("database path {} contains NUL", path.display())))?;
+        let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+            Error::invalid(format!("database path {} contains NUL", path.display()))
+        })?;
         let mut raw: ffi::duckdb_database = ptr::null_mut();
         let mut error: *mut std::os::raw::c_char = ptr::null_mut();
         // SAFETY: valid C string and out-pointers; the error string is freed below.
-        let state = unsafe { ffi::duckdb_open_ext(c_path.as_ptr(), &mut raw, ptr::null_mut(), &mut error) };
+        let state =
+            unsafe { ffi::duckdb_open_ext(c_path.as_ptr(), &mut raw, ptr::null_mut(), &mut error) };
         if state != ffi::DuckDBSuccess {
             let message = take_c_string(error);
-            return Err(Error::internal(format!("opening DuckDB database {}: {message}", path.display())));
+            return Err(Error::internal(format!(
+                "opening DuckDB database {}: {message}",
+                path.display()
+            )));
         }
         Ok(Self { raw })
     }
@@ -40,14 +45,17 @@ impl Database {
     pub fn connect(&self) -> Result<Connection> {
         // SAFETY: `raw` is open for as long as `self` lives; connections keep the
         // instance alive on DuckDB's side, and `DuckEngine` drops them before `self`.
-        unsafe { Connection::open_from_raw(self.raw) }
-            .map_err(|source| Error::DuckDb { context: "connecting to DuckDB".into(), source })
+        unsafe { Connection::open_from_raw(self.raw) }.map_err(|source| Error::DuckDb {
+            context: "connecting to DuckDB".into(),
+            source,
+        })
     }
 
     /// Refuse anything but one SELECT statement, without running it. The error is
     /// DuckDB's own when the text does not prepare (syntax, unknown table, file access).
     pub fn check_select(&self, sql: &str) -> Result<()> {
-        let c_sql = CString::new(sql).map_err(|_| Error::invalid("the query contains a NUL character"))?;
+        let c_sql =
+            CString::new(sql).map_err(|_| Error::invalid("the query contains a NUL character"))?;
         let mut conn: ffi::duckdb_connection = ptr::null_mut();
         let mut stmt: ffi::duckdb_prepared_statement = ptr::null_mut();
         // SAFETY: every handle is created and destroyed here, in this order.
@@ -55,7 +63,8 @@ impl Database {
             if ffi::duckdb_connect(self.raw, &mut conn) != ffi::DuckDBSuccess {
                 return Err(Error::internal("cannot open a DuckDB connection"));
             }
-            let prepared = ffi::duckdb_prepare(conn, c_sql.as_ptr(), &mut stmt) == ffi::DuckDBSuccess;
+            let prepared =
+                ffi::duckdb_prepare(conn, c_sql.as_ptr(), &mut stmt) == ffi::DuckDBSuccess;
             let outcome = if prepared {
                 Ok(ffi::duckdb_prepared_statement_type(stmt))
             } else {
@@ -70,14 +79,17 @@ impl Database {
             ffi::duckdb_disconnect(&mut conn);
             match outcome {
                 Ok(ffi::duckdb_statement_type_DUCKDB_STATEMENT_TYPE_SELECT) => Ok(()),
-                Ok(_) => Err(Error::invalid(format!("{NOT_A_QUERY}: the statement is not a SELECT"))),
+                Ok(_) => Err(Error::invalid(format!(
+                    "{NOT_A_QUERY}: the statement is not a SELECT"
+                ))),
                 Err(message) => Err(super::read::query_failure(message)),
             }
         }
     }
 }
 
-pub const NOT_A_QUERY: &str = "only a single read-only query (SELECT, WITH, FROM, VALUES, ...) is allowed";
+pub const NOT_A_QUERY: &str =
+    "only a single read-only query (SELECT, WITH, FROM, VALUES, ...) is allowed";
 
 fn take_c_string(ptr: *mut std::os::raw::c_char) -> String {
     if ptr.is_null() {
@@ -106,7 +118,10 @@ mod tests {
     fn only_single_selects_pass_and_nothing_runs() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(&dir.path().join("t.db")).unwrap();
-        db.connect().unwrap().execute_batch("CREATE TABLE t AS SELECT 1 AS a").unwrap();
+        db.connect()
+            .unwrap()
+            .execute_batch("CREATE TABLE t AS SELECT 1 AS a")
+            .unwrap();
         assert!(db.check_select("SELECT * FROM t").is_ok());
         assert!(db.check_select("WITH x AS (SELECT 1) FROM x").is_ok());
         for refused in [
@@ -120,7 +135,11 @@ mod tests {
         ] {
             assert!(db.check_select(refused).is_err(), "{refused} passed");
         }
-        let rows: i64 = db.connect().unwrap().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        let rows: i64 = db
+            .connect()
+            .unwrap()
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(rows, 1);
     }
 }

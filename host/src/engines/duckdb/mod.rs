@@ -10,7 +10,6 @@ mod types;
 mod write;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use duckdb::Connection;
 
@@ -22,7 +21,7 @@ pub use types::{duckdb_type, empty_relation};
 pub use write::DuckWrite;
 
 use crate::command::{TableName, quote_literal};
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Result};
 
 /// How DuckDB reads Iceberg tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, serde::Deserialize)]
@@ -46,9 +45,7 @@ pub enum ReaderChoice {
 }
 
 pub struct DuckEngine {
-    /// Connections for requests are cloned from this one (one database instance).
-    base: Mutex<Connection>,
-    /// Declared after `base` so that it is closed last.
+    /// One database instance; every request opens its own connection on it.
     db: Database,
     pub reader: IcebergReader,
     /// Why the extension is not in use, when it is not.
@@ -57,8 +54,14 @@ pub struct DuckEngine {
 
 impl DuckEngine {
     /// Open (or create) the database, load the iceberg extension if wanted, and
-    /// confine file access to the warehouse.
-    pub fn open(db_path: &Path, warehouse: &Path, extension_dir: Option<&Path>, choice: ReaderChoice) -> Result<Self> {
+    /// confine file access to the warehouse. These settings are global: they hold for
+    /// every connection, and `lock_configuration` keeps any query from changing them.
+    pub fn open(
+        db_path: &Path,
+        warehouse: &Path,
+        extension_dir: Option<&Path>,
+        choice: ReaderChoice,
+    ) -> Result<Self> {
         let db = Database::open(db_path)?;
         let conn = db.connect()?;
         let mut setup = vec![
@@ -66,19 +69,29 @@ impl DuckEngine {
             "SET autoload_known_extensions = false".to_string(),
         ];
         if let Some(dir) = extension_dir {
-            setup.push(format!("SET extension_directory = {}", quote_literal(&dir.display().to_string())));
+            setup.push(format!(
+                "SET extension_directory = {}",
+                quote_literal(&dir.display().to_string())
+            ));
         }
-        conn.execute_batch(&setup.join(";")).context("configuring DuckDB")?;
+        conn.execute_batch(&setup.join(";"))
+            .context("configuring DuckDB")?;
 
         let (reader, reader_note) = match choice {
-            ReaderChoice::ReadParquet => (IcebergReader::ReadParquet, Some("chosen by configuration".to_string())),
-            ReaderChoice::Extension | ReaderChoice::Auto => match conn.execute_batch("LOAD avro; LOAD iceberg;") {
-                Ok(()) => (IcebergReader::Extension, None),
-                Err(err) if choice == ReaderChoice::Auto => {
-                    (IcebergReader::ReadParquet, Some(format!("iceberg extension not loadable: {err}")))
+            ReaderChoice::ReadParquet => (
+                IcebergReader::ReadParquet,
+                Some("chosen by configuration".to_string()),
+            ),
+            ReaderChoice::Extension | ReaderChoice::Auto => {
+                match conn.execute_batch("LOAD avro; LOAD iceberg;") {
+                    Ok(()) => (IcebergReader::Extension, None),
+                    Err(err) if choice == ReaderChoice::Auto => (
+                        IcebergReader::ReadParquet,
+                        Some(format!("iceberg extension not loadable: {err}")),
+                    ),
+                    Err(err) => return Err(err).context("loading DuckDB's iceberg extension"),
                 }
-                Err(err) => return Err(err).context("loading DuckDB's iceberg extension"),
-            },
+            }
         };
 
         // Iceberg manifests name files as file:// URLs: allow both spellings.
@@ -91,14 +104,17 @@ impl DuckEngine {
             quote_literal(&format!("file://{warehouse_dir}"))
         ))
         .context("confining DuckDB to the warehouse")?;
-        Ok(Self { base: Mutex::new(conn), db, reader, reader_note })
+        Ok(Self {
+            db,
+            reader,
+            reader_note,
+        })
     }
 
     /// A connection of its own for one request (DuckDB calls block: use it off the
     /// async executor).
     pub fn connect(&self) -> Result<Connection> {
-        let base = self.base.lock().map_err(|_| Error::internal("DuckDB connection lock poisoned"))?;
-        base.try_clone().context("opening a DuckDB connection")
+        self.db.connect()
     }
 
     /// Point the view `name` at an Iceberg table's data (`source` is a FROM item).
@@ -119,9 +135,14 @@ impl DuckEngine {
             .prepare("SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = current_database() AND NOT internal")
             .context("listing DuckDB views")?;
         let names = stmt
-            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
             .context("listing DuckDB views")?
-            .filter_map(|row| row.ok().and_then(|(ns, name)| TableName::new(&ns, &name).ok()))
+            .filter_map(|row| {
+                row.ok()
+                    .and_then(|(ns, name)| TableName::new(&ns, &name).ok())
+            })
             .collect();
         Ok(names)
     }
@@ -139,14 +160,22 @@ impl DuckEngine {
             .prepare("SELECT schema_name, table_name, estimated_size FROM duckdb_tables() WHERE database_name = current_database() AND NOT temporary ORDER BY 1, 2")
             .context("listing DuckDB tables")?;
         let rows = stmt
-            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)))
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })
             .context("listing DuckDB tables")?;
         let mut tables = Vec::new();
         for row in rows {
             let (ns, name, _) = row.context("listing DuckDB tables")?;
             if let Ok(name) = TableName::new(&ns, &name) {
                 let count: i64 = conn
-                    .query_row(&format!("SELECT count(*) FROM {}", name.sql()), [], |r| r.get(0))
+                    .query_row(&format!("SELECT count(*) FROM {}", name.sql()), [], |r| {
+                        r.get(0)
+                    })
                     .context("counting rows")?;
                 tables.push((name, count as u64));
             }

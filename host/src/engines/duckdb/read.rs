@@ -38,14 +38,27 @@ pub fn query_error(err: duckdb::Error) -> Error {
 
 pub fn query_failure(message: String) -> Error {
     if message.contains("Permission Error") {
-        Error::PermissionDenied(format!("queries may not read files outside the warehouse: {message}"))
-    } else if message.contains("Parser Error") || message.contains("Cannot prepare multiple statements") {
-        Error::invalid(format!("{NOT_A_QUERY}; this does not parse as one: {message}"))
+        Error::PermissionDenied(format!(
+            "queries may not read files outside the warehouse: {message}"
+        ))
+    } else if message.contains("Parser Error")
+        || message.contains("Cannot prepare multiple statements")
+    {
+        Error::invalid(format!(
+            "{NOT_A_QUERY}; this does not parse as one: {message}"
+        ))
     } else if message.contains("Catalog Error") && message.contains("does not exist") {
         Error::NotFound(message)
-    } else if ["Binder Error", "Conversion Error", "Invalid Input Error", "Catalog Error", "Not implemented Error", "Out of Range Error"]
-        .iter()
-        .any(|kind| message.contains(kind))
+    } else if [
+        "Binder Error",
+        "Conversion Error",
+        "Invalid Input Error",
+        "Catalog Error",
+        "Not implemented Error",
+        "Out of Range Error",
+    ]
+    .iter()
+    .any(|kind| message.contains(kind))
     {
         Error::InvalidArgument(message)
     } else if message.contains("Out of Memory Error") {
@@ -84,7 +97,10 @@ impl DuckEngine {
             let _ = failed.blocking_send(Err(error));
         });
         match schema_rx.await {
-            Ok(Ok(schema)) => Ok(QueryStream { schema, batches: rx }),
+            Ok(Ok(schema)) => Ok(QueryStream {
+                schema,
+                batches: rx,
+            }),
             Ok(Err(err)) => Err(err),
             Err(_) => {
                 // The task ended before reporting a schema: its error is in the channel.
@@ -143,7 +159,10 @@ impl DuckEngine {
 }
 
 /// Execute `sql` as a streaming query and report its schema.
-fn start<'c>(conn: &'c duckdb::Connection, sql: &str) -> Result<(duckdb::Statement<'c>, SchemaRef)> {
+fn start<'c>(
+    conn: &'c duckdb::Connection,
+    sql: &str,
+) -> Result<(duckdb::Statement<'c>, SchemaRef)> {
     let mut stmt = conn.prepare(sql).map_err(query_error)?;
     let schema = stmt.stream_arrow([]).map_err(query_error)?.get_schema();
     Ok((stmt, schema))

@@ -20,7 +20,10 @@ pub fn duckdb_type(dt: &DataType) -> Result<String> {
         DataType::Float64 => "DOUBLE".into(),
         DataType::Decimal128(p, s) if *p <= 38 => format!("DECIMAL({p},{s})"),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => "BLOB".into(),
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => "BLOB".into(),
         DataType::Date32 | DataType::Date64 => "DATE".into(),
         DataType::Time32(_) | DataType::Time64(_) => "TIME".into(),
         DataType::Timestamp(_, Some(_)) => "TIMESTAMPTZ".into(),
@@ -33,17 +36,31 @@ pub fn duckdb_type(dt: &DataType) -> Result<String> {
         DataType::Struct(fields) => {
             let members = fields
                 .iter()
-                .map(|f| Ok(format!("{} {}", quote_ident(f.name()), duckdb_type(f.data_type())?)))
+                .map(|f| {
+                    Ok(format!(
+                        "{} {}",
+                        quote_ident(f.name()),
+                        duckdb_type(f.data_type())?
+                    ))
+                })
                 .collect::<Result<Vec<_>>>()?;
             format!("STRUCT({})", members.join(", "))
         }
         DataType::Map(entries, _) => match entries.data_type() {
             DataType::Struct(kv) if kv.len() == 2 => {
-                format!("MAP({}, {})", duckdb_type(kv[0].data_type())?, duckdb_type(kv[1].data_type())?)
+                format!(
+                    "MAP({}, {})",
+                    duckdb_type(kv[0].data_type())?,
+                    duckdb_type(kv[1].data_type())?
+                )
             }
             other => return Err(Error::invalid(format!("unsupported map layout {other}"))),
         },
-        other => return Err(Error::invalid(format!("Arrow type {other} has no DuckDB equivalent"))),
+        other => {
+            return Err(Error::invalid(format!(
+                "Arrow type {other} has no DuckDB equivalent"
+            )));
+        }
     })
 }
 
@@ -52,7 +69,13 @@ pub fn empty_relation(schema: &arrow::datatypes::Schema) -> Result<String> {
     let columns = schema
         .fields()
         .iter()
-        .map(|f| Ok(format!("CAST(NULL AS {}) AS {}", duckdb_type(f.data_type())?, quote_ident(f.name()))))
+        .map(|f| {
+            Ok(format!(
+                "CAST(NULL AS {}) AS {}",
+                duckdb_type(f.data_type())?,
+                quote_ident(f.name())
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(format!("(SELECT {} WHERE false)", columns.join(", ")))
 }
@@ -67,8 +90,15 @@ mod tests {
     fn nested_types_are_spelled_out() {
         let dt = DataType::Struct(Fields::from(vec![
             Field::new("a", DataType::Decimal128(12, 2), true),
-            Field::new("b", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true),
+            Field::new(
+                "b",
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                true,
+            ),
         ]));
-        assert_eq!(duckdb_type(&dt).unwrap(), "STRUCT(\"a\" DECIMAL(12,2), \"b\" VARCHAR[])");
+        assert_eq!(
+            duckdb_type(&dt).unwrap(),
+            "STRUCT(\"a\" DECIMAL(12,2), \"b\" VARCHAR[])"
+        );
     }
 }

@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{DuckEngine, duckdb_type};
-use crate::engines::conform::{conform, difference};
 use crate::command::{TableName, WriteMode, quote_ident};
+use crate::engines::conform::{conform, difference};
 use crate::error::{Context, Error, Result};
 
 enum Message {
@@ -26,15 +26,23 @@ pub struct DuckWrite {
 }
 
 impl DuckEngine {
-    pub fn begin_write(self: &Arc<Self>, name: TableName, mode: WriteMode, upload: SchemaRef) -> DuckWrite {
+    pub fn begin_write(
+        self: &Arc<Self>,
+        name: TableName,
+        mode: WriteMode,
+        upload: SchemaRef,
+    ) -> DuckWrite {
         let (tx, mut rx) = mpsc::channel(4);
         let engine = self.clone();
         let worker = tokio::task::spawn_blocking(move || {
             let conn = engine.connect()?;
-            conn.execute_batch("BEGIN TRANSACTION").context("starting a DuckDB transaction")?;
+            conn.execute_batch("BEGIN TRANSACTION")
+                .context("starting a DuckDB transaction")?;
             let result = write_all(&conn, &name, mode, &upload, &mut rx);
             let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-            let ended = conn.execute_batch(end).with_context(|| format!("{end} of the write to {name}"));
+            let ended = conn
+                .execute_batch(end)
+                .with_context(|| format!("{end} of the write to {name}"));
             let rows = result?;
             ended.map(|()| rows)
         });
@@ -54,7 +62,9 @@ impl DuckWrite {
     pub async fn commit(self) -> Result<u64> {
         let _ = self.tx.send(Message::Commit).await;
         drop(self.tx);
-        self.worker.await.map_err(|err| Error::internal(format!("DuckDB writer failed: {err}")))?
+        self.worker
+            .await
+            .map_err(|err| Error::internal(format!("DuckDB writer failed: {err}")))?
     }
 
     /// Roll back: dropping the sender without `Commit` ends the transaction unapplied.
@@ -92,11 +102,21 @@ fn write_all(
         }
         (true, WriteMode::Append) => {}
         (exists, _) => {
-            let verb = if exists { "CREATE OR REPLACE TABLE" } else { "CREATE TABLE" };
+            let verb = if exists {
+                "CREATE OR REPLACE TABLE"
+            } else {
+                "CREATE TABLE"
+            };
             let columns = upload
                 .fields()
                 .iter()
-                .map(|f| Ok(format!("{} {}", quote_ident(f.name()), duckdb_type(f.data_type())?)))
+                .map(|f| {
+                    Ok(format!(
+                        "{} {}",
+                        quote_ident(f.name()),
+                        duckdb_type(f.data_type())?
+                    ))
+                })
                 .collect::<Result<Vec<_>>>()?;
             conn.execute_batch(&format!(
                 "CREATE SCHEMA IF NOT EXISTS {}; {verb} {} ({});",
@@ -111,27 +131,36 @@ fn write_all(
         .prepare(&format!("SELECT * FROM {} LIMIT 0", name.sql()))
         .and_then(|mut s| s.query_arrow([]).map(|a| a.get_schema()))
         .with_context(|| format!("reading the schema of {name}"))?;
-    let storable = |up: &DataType, stored: &DataType| normalized(up).equals_datatype(&normalized(stored));
+    let storable =
+        |up: &DataType, stored: &DataType| normalized(up).equals_datatype(&normalized(stored));
     if let Some(diff) = difference(&table_schema, upload, storable) {
         return Err(Error::invalid(format!("cannot append to {name}: {diff}")));
     }
 
-    let mut appender = conn.appender_to_db(&name.name, &name.namespace).context("starting the appender")?;
+    let mut appender = conn
+        .appender_to_db(&name.name, &name.namespace)
+        .context("starting the appender")?;
     let mut rows = 0u64;
     while let Some(message) = rx.blocking_recv() {
         match message {
             Message::Batch(batch) => {
                 rows += batch.num_rows() as u64;
                 let batch = conform(&batch, &table_schema)?;
-                appender.append_record_batch(batch).with_context(|| format!("appending to {name}"))?;
+                appender
+                    .append_record_batch(batch)
+                    .with_context(|| format!("appending to {name}"))?;
             }
             Message::Commit => {
-                appender.flush().with_context(|| format!("appending to {name}"))?;
+                appender
+                    .flush()
+                    .with_context(|| format!("appending to {name}"))?;
                 return Ok(rows);
             }
         }
     }
-    Err(Error::Cancelled(format!("the upload to {name} ended without completing")))
+    Err(Error::Cancelled(format!(
+        "the upload to {name} ended without completing"
+    )))
 }
 
 /// DuckDB reports one Arrow type per SQL type; uploads may use a sibling type.

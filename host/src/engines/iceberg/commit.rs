@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 use iceberg::spec::{
-    DataFile, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, Summary,
-    TableMetadata, TableMetadataBuilder,
+    DataFile, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot,
+    Summary, TableMetadata, TableMetadataBuilder,
 };
 use iceberg::{Catalog, MetadataLocation, TableIdent};
 use serde::Serialize;
@@ -40,7 +40,13 @@ impl IcebergEngine {
         let outcome = match files {
             Ok(files) => {
                 let data_files = files.len();
-                self.commit_files(&plan, files).await.map(|snapshot_id| Committed { rows, snapshot_id, data_files })
+                self.commit_files(&plan, files)
+                    .await
+                    .map(|snapshot_id| Committed {
+                        rows,
+                        snapshot_id,
+                        data_files,
+                    })
             }
             Err(err) => Err(err),
         };
@@ -55,8 +61,14 @@ impl IcebergEngine {
         for attempt in 0..MAX_ATTEMPTS {
             let mut staged = Attempt { files: Vec::new() };
             let outcome = match &write.base {
-                Base::New(metadata) => self.commit_new(&ident, metadata, write, &files, &mut staged).await,
-                Base::Existing { .. } => self.commit_existing(&ident, write, &files, &mut staged).await,
+                Base::New(metadata) => {
+                    self.commit_new(&ident, metadata, write, &files, &mut staged)
+                        .await
+                }
+                Base::Existing { .. } => {
+                    self.commit_existing(&ident, write, &files, &mut staged)
+                        .await
+                }
             };
             match outcome {
                 Ok(Some(snapshot_id)) => return Ok(snapshot_id),
@@ -86,7 +98,9 @@ impl IcebergEngine {
         files: &[DataFile],
         staged: &mut Attempt,
     ) -> Result<Option<i64>> {
-        let (snapshot, _) = self.write_snapshot(metadata, None, write, files, staged).await?;
+        let (snapshot, _) = self
+            .write_snapshot(metadata, None, write, files, staged)
+            .await?;
         let snapshot_id = snapshot.snapshot_id();
         let metadata = TableMetadataBuilder::new_from_metadata(metadata.clone(), None)
             .set_branch_snapshot(snapshot, "main")
@@ -94,14 +108,23 @@ impl IcebergEngine {
             .context("building table metadata")?
             .metadata;
         let location = MetadataLocation::new_with_metadata(metadata.location(), &metadata);
-        metadata.write_to(&self.file_io, &location).await.context("writing table metadata")?;
+        metadata
+            .write_to(&self.file_io, &location)
+            .await
+            .context("writing table metadata")?;
         staged.files.push(location.to_string());
-        match self.catalog.register_table(ident, location.to_string()).await {
+        match self
+            .catalog
+            .register_table(ident, location.to_string())
+            .await
+        {
             Ok(_) => Ok(Some(snapshot_id)),
-            Err(err) if err.kind() == iceberg::ErrorKind::TableAlreadyExists => Err(Error::AlreadyExists(format!(
-                "table {} was created by another writer during this upload; retry the upload",
-                write.name
-            ))),
+            Err(err) if err.kind() == iceberg::ErrorKind::TableAlreadyExists => {
+                Err(Error::AlreadyExists(format!(
+                    "table {} was created by another writer during this upload; retry the upload",
+                    write.name
+                )))
+            }
             Err(err) => Err(err).context("registering the table"),
         }
     }
@@ -113,11 +136,19 @@ impl IcebergEngine {
         files: &[DataFile],
         staged: &mut Attempt,
     ) -> Result<Option<i64>> {
-        let Base::Existing { schema_id, new_schema } = write.base else { unreachable!() };
-        let table = self
-            .load(&write.name)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("table {} was dropped during the upload", write.name)))?;
+        let Base::Existing {
+            schema_id,
+            new_schema,
+        } = write.base
+        else {
+            unreachable!()
+        };
+        let table = self.load(&write.name).await?.ok_or_else(|| {
+            Error::not_found(format!(
+                "table {} was dropped during the upload",
+                write.name
+            ))
+        })?;
         let current = table.metadata();
         if current.current_schema_id() != schema_id {
             return Err(Error::InvalidArgument(format!(
@@ -142,9 +173,13 @@ impl IcebergEngine {
             Some(table.metadata_location().to_string()),
         );
         if new_schema {
-            builder = builder.add_current_schema((*write.schema).clone()).context("adding the new schema")?;
+            builder = builder
+                .add_current_schema((*write.schema).clone())
+                .context("adding the new schema")?;
         }
-        let (snapshot, snapshot_id) = self.write_snapshot(current, Some(previous), write, files, staged).await?;
+        let (snapshot, snapshot_id) = self
+            .write_snapshot(current, Some(previous), write, files, staged)
+            .await?;
         let metadata = builder
             .set_branch_snapshot(snapshot, "main")
             .and_then(|b| b.build())
@@ -155,9 +190,15 @@ impl IcebergEngine {
             .context("parsing the current metadata location")?
             .with_next_version()
             .with_new_metadata(&metadata);
-        metadata.write_to(&self.file_io, &location).await.context("writing table metadata")?;
+        metadata
+            .write_to(&self.file_io, &location)
+            .await
+            .context("writing table metadata")?;
         staged.files.push(location.to_string());
-        Ok(self.swap_metadata(ident, &old_location, &location.to_string()).await?.then_some(snapshot_id))
+        Ok(self
+            .swap_metadata(ident, &old_location, &location.to_string())
+            .await?
+            .then_some(snapshot_id))
     }
 
     /// The catalog's compare-and-swap (the table layout pyiceberg and Java's JDBC
@@ -198,26 +239,45 @@ impl IcebergEngine {
         let mut manifests = previous.unwrap_or_default();
         if !files.is_empty() {
             let path = format!("{meta_dir}/{commit_id}-m0.avro");
-            let output = self.file_io.new_output(&path).context("creating a manifest")?;
+            let output = self
+                .file_io
+                .new_output(&path)
+                .context("creating a manifest")?;
             staged.files.push(path);
             let spec = metadata.default_partition_spec().as_ref().clone();
-            let mut writer = ManifestWriterBuilder::new(output, Some(snapshot_id), write.schema.clone(), spec).build_v2_data();
+            let mut writer =
+                ManifestWriterBuilder::new(output, Some(snapshot_id), write.schema.clone(), spec)
+                    .build_v2_data();
             for file in files {
-                writer.add_file(file.clone(), -1).context("adding a data file to the manifest")?;
+                writer
+                    .add_file(file.clone(), -1)
+                    .context("adding a data file to the manifest")?;
             }
-            manifests.push(writer.write_manifest_file().await.context("writing a manifest")?);
+            manifests.push(
+                writer
+                    .write_manifest_file()
+                    .await
+                    .context("writing a manifest")?,
+            );
         }
 
         let list_path = format!("{meta_dir}/snap-{snapshot_id}-0-{commit_id}.avro");
-        let list_output = self.file_io.new_output(&list_path).context("creating a manifest list")?;
+        let list_output = self
+            .file_io
+            .new_output(&list_path)
+            .context("creating a manifest list")?;
         staged.files.push(list_path.clone());
         let mut list = ManifestListWriter::v2(
-            list_output.writer().await.context("creating a manifest list")?,
+            list_output
+                .writer()
+                .await
+                .context("creating a manifest list")?,
             snapshot_id,
             parent,
             sequence_number,
         );
-        list.add_manifests(manifests.into_iter()).context("writing the manifest list")?;
+        list.add_manifests(manifests.into_iter())
+            .context("writing the manifest list")?;
         list.close().await.context("writing the manifest list")?;
 
         let previous_summary = metadata.current_snapshot().map(|s| s.summary().clone());
@@ -257,7 +317,10 @@ fn summary(op: WriteOp, files: &[DataFile], previous: Option<&Summary>) -> Summa
     let added_records: u64 = files.iter().map(|f| f.record_count()).sum();
     let added_size: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
     let prev = |key: &str| -> u64 {
-        previous.and_then(|s| s.additional_properties.get(key)).and_then(|v| v.parse().ok()).unwrap_or(0)
+        previous
+            .and_then(|s| s.additional_properties.get(key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     };
     let mut props = HashMap::new();
     let mut set = |key: &str, value: u64| {
@@ -268,7 +331,10 @@ fn summary(op: WriteOp, files: &[DataFile], previous: Option<&Summary>) -> Summa
     set("added-files-size", added_size);
     let operation = match op {
         WriteOp::Append => {
-            set("total-data-files", prev("total-data-files") + files.len() as u64);
+            set(
+                "total-data-files",
+                prev("total-data-files") + files.len() as u64,
+            );
             set("total-records", prev("total-records") + added_records);
             set("total-files-size", prev("total-files-size") + added_size);
             Operation::Append
@@ -286,5 +352,8 @@ fn summary(op: WriteOp, files: &[DataFile], previous: Option<&Summary>) -> Summa
     set("total-delete-files", 0);
     set("total-position-deletes", 0);
     set("total-equality-deletes", 0);
-    Summary { operation, additional_properties: props }
+    Summary {
+        operation,
+        additional_properties: props,
+    }
 }

@@ -6,9 +6,9 @@
 
 mod commit;
 pub mod schema;
-mod write;
 #[cfg(test)]
 mod tests;
+mod write;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -57,16 +57,31 @@ impl LoadedTable {
     }
 
     /// The snapshot a read asks for: an id, the last one at a time, or the current one.
-    pub fn snapshot(&self, id: Option<i64>, as_of: Option<DateTime<Utc>>) -> Result<Option<SnapshotRef>> {
+    pub fn snapshot(
+        &self,
+        id: Option<i64>,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<Option<SnapshotRef>> {
         let metadata = self.metadata();
         match (id, as_of) {
-            (Some(id), _) => metadata.snapshot_by_id(id).cloned().map(Some).ok_or_else(|| {
-                Error::not_found(format!("snapshot {id} not found in {}", self.table.identifier()))
-            }),
+            (Some(id), _) => metadata
+                .snapshot_by_id(id)
+                .cloned()
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "snapshot {id} not found in {}",
+                        self.table.identifier()
+                    ))
+                }),
             (None, Some(at)) => {
                 let at_ms = at.timestamp_millis();
                 // The snapshot log is the history of the main branch, oldest first.
-                let entry = metadata.history().iter().rev().find(|e| e.timestamp_ms <= at_ms);
+                let entry = metadata
+                    .history()
+                    .iter()
+                    .rev()
+                    .find(|e| e.timestamp_ms <= at_ms);
                 match entry {
                     Some(entry) => Ok(metadata.snapshot_by_id(entry.snapshot_id).cloned()),
                     None => Err(Error::not_found(format!(
@@ -126,7 +141,10 @@ impl IcebergEngine {
         let uri = format!("sqlite://{}?mode=rwc", catalog_db.display());
         let props = HashMap::from([
             ("uri".to_string(), uri),
-            ("warehouse".to_string(), format!("file://{}", root.display())),
+            (
+                "warehouse".to_string(),
+                format!("file://{}", root.display()),
+            ),
             ("sql_bind_style".to_string(), "QMark".to_string()),
         ]);
         let catalog = SqlCatalogBuilder::default()
@@ -143,13 +161,23 @@ impl IcebergEngine {
             .await
             .map_err(|err| Error::internal(format!("opening {}: {err}", catalog_db.display())))?;
         let file_io = FileIOBuilder::new(Arc::new(LocalFsStorageFactory)).build();
-        Ok(Self { catalog, pool, file_io, root: root.to_path_buf() })
+        Ok(Self {
+            catalog,
+            pool,
+            file_io,
+            root: root.to_path_buf(),
+        })
     }
 
     /// The table, or `None` if the catalog has no such table.
     pub async fn load(&self, name: &TableName) -> Result<Option<LoadedTable>> {
         let ident = ident(name)?;
-        if !self.catalog.table_exists(&ident).await.context("looking up a table")? {
+        if !self
+            .catalog
+            .table_exists(&ident)
+            .await
+            .context("looking up a table")?
+        {
             return Ok(None);
         }
         let table = self
@@ -187,20 +215,28 @@ impl IcebergEngine {
             .load(name)
             .await?
             .ok_or_else(|| Error::not_found(format!("table {name} not found")))?;
-        self.catalog.drop_table(&ident(name)?).await.with_context(|| format!("dropping {name}"))?;
+        self.catalog
+            .drop_table(&ident(name)?)
+            .await
+            .with_context(|| format!("dropping {name}"))?;
         let location = local_path(loaded.metadata().location()).to_string();
         // Only delete directories floe placed under the warehouse.
-        if Path::new(&location).starts_with(&self.root) {
-            if let Err(err) = tokio::fs::remove_dir_all(&location).await {
-                tracing::warn!(%name, %location, %err, "table dropped but its files remain");
-            }
+        if Path::new(&location).starts_with(&self.root)
+            && let Err(err) = tokio::fs::remove_dir_all(&location).await
+        {
+            tracing::warn!(%name, %location, %err, "table dropped but its files remain");
         }
         Ok(())
     }
 
     async fn ensure_namespace(&self, namespace: &str) -> Result<()> {
         let ns = NamespaceIdent::new(namespace.to_string());
-        if self.catalog.namespace_exists(&ns).await.context("looking up a namespace")? {
+        if self
+            .catalog
+            .namespace_exists(&ns)
+            .await
+            .context("looking up a namespace")?
+        {
             return Ok(());
         }
         match self.catalog.create_namespace(&ns, HashMap::new()).await {
@@ -212,6 +248,11 @@ impl IcebergEngine {
 
     fn new_table_location(&self, name: &TableName) -> String {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-        format!("file://{}/{}/{}-{suffix}", self.root.display(), name.namespace, name.name)
+        format!(
+            "file://{}/{}/{}-{suffix}",
+            self.root.display(),
+            name.namespace,
+            name.name
+        )
     }
 }

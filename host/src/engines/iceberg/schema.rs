@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema as ArrowSchema, SchemaRef as ArrowSchemaRef, TimeUnit};
+use arrow::datatypes::{
+    DataType, Field, FieldRef, Fields, Schema as ArrowSchema, SchemaRef as ArrowSchemaRef, TimeUnit,
+};
 use iceberg::arrow::{arrow_schema_to_schema, schema_to_arrow_schema};
 use iceberg::spec::Schema;
 use parquet::arrow::PARQUET_FIELD_ID_META_KEY;
@@ -19,7 +21,9 @@ use crate::error::{Context, Result};
 fn storage_type(dt: &DataType) -> DataType {
     match dt {
         // Arrow zoned timestamps are UTC instants whatever the zone label.
-        DataType::Timestamp(_, Some(_)) => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+        DataType::Timestamp(_, Some(_)) => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+        }
         DataType::Timestamp(_, None) => DataType::Timestamp(TimeUnit::Microsecond, None),
         DataType::Int8 | DataType::Int16 | DataType::UInt8 | DataType::UInt16 => DataType::Int32,
         DataType::UInt32 => DataType::Int64,
@@ -35,14 +39,21 @@ fn storage_type(dt: &DataType) -> DataType {
 }
 
 fn storage_field(field: &FieldRef) -> FieldRef {
-    Arc::new(Field::new(field.name(), storage_type(field.data_type()), field.is_nullable()))
+    Arc::new(Field::new(
+        field.name(),
+        storage_type(field.data_type()),
+        field.is_nullable(),
+    ))
 }
 
 /// The Iceberg schema of an upload, with field ids numbered from `first_id`.
 pub fn iceberg_schema_of(upload: &ArrowSchema, first_id: i32) -> Result<Schema> {
     let mut next_id = first_id;
-    let fields: Vec<FieldRef> =
-        upload.fields().iter().map(|f| number_field(&storage_field(f), &mut next_id)).collect();
+    let fields: Vec<FieldRef> = upload
+        .fields()
+        .iter()
+        .map(|f| number_field(&storage_field(f), &mut next_id))
+        .collect();
     arrow_schema_to_schema(&ArrowSchema::new(fields))
         .context("the upload's Arrow schema has no Iceberg equivalent")
 }
@@ -52,9 +63,12 @@ fn number_field(field: &FieldRef, next_id: &mut i32) -> FieldRef {
     *next_id += 1;
     let data_type = match field.data_type() {
         DataType::List(child) => DataType::List(number_field(child, next_id)),
-        DataType::Struct(children) => {
-            DataType::Struct(children.iter().map(|c| number_field(c, next_id)).collect::<Fields>())
-        }
+        DataType::Struct(children) => DataType::Struct(
+            children
+                .iter()
+                .map(|c| number_field(c, next_id))
+                .collect::<Fields>(),
+        ),
         DataType::Map(entries, sorted) => DataType::Map(number_field(entries, next_id), *sorted),
         other => other.clone(),
     };
@@ -66,7 +80,9 @@ fn number_field(field: &FieldRef, next_id: &mut i32) -> FieldRef {
 /// (same column names and types, in any order; no nulls sent into required columns).
 pub fn schema_difference(table: &Schema, upload: &ArrowSchema) -> Result<Option<String>> {
     let table_arrow = schema_to_arrow_schema(table).context("table schema has no Arrow form")?;
-    Ok(difference(&table_arrow, upload, |up, stored| storage_type(up).equals_datatype(stored)))
+    Ok(difference(&table_arrow, upload, |up, stored| {
+        storage_type(up).equals_datatype(stored)
+    }))
 }
 
 /// Whether two schemas have the same columns with the same types (ids aside).
@@ -94,7 +110,9 @@ pub struct Conformer {
 impl Conformer {
     pub fn new(table: &Schema) -> Result<Self> {
         let target = schema_to_arrow_schema(table).context("table schema has no Arrow form")?;
-        Ok(Self { target: Arc::new(target) })
+        Ok(Self {
+            target: Arc::new(target),
+        })
     }
 
     pub fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
@@ -110,7 +128,11 @@ mod tests {
         ArrowSchema::new(vec![
             Field::new("id", DataType::Int64, false),
             Field::new("name", DataType::LargeUtf8, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())), true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                true,
+            ),
         ])
     }
 
@@ -129,7 +151,12 @@ mod tests {
             Field::new("extra", DataType::Int32, true),
         ]);
         let diff = schema_difference(&schema, &other).unwrap().unwrap();
-        for expected in ["`id` is Utf8", "`name` is missing", "`ts` is missing", "`extra` is not in the table"] {
+        for expected in [
+            "`id` is Utf8",
+            "`name` is missing",
+            "`ts` is missing",
+            "`extra` is not in the table",
+        ] {
             assert!(diff.contains(expected), "{diff}");
         }
     }
@@ -139,7 +166,11 @@ mod tests {
         let schema = iceberg_schema_of(&upload(), 1).unwrap();
         let reordered = Arc::new(ArrowSchema::new(vec![
             Field::new("name", DataType::LargeUtf8, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())), true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                true,
+            ),
             Field::new("id", DataType::Int64, false),
         ]));
         let batch = RecordBatch::try_new(
@@ -157,7 +188,11 @@ mod tests {
         let out = Conformer::new(&schema).unwrap().conform(&batch).unwrap();
         assert_eq!(out.schema().field(0).name(), "id");
         assert_eq!(out.column(1).data_type(), &DataType::Utf8);
-        let ts = out.column(2).as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>().unwrap();
+        let ts = out
+            .column(2)
+            .as_any()
+            .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+            .unwrap();
         assert_eq!(ts.value(0), 1_000_001);
     }
 }

@@ -10,26 +10,40 @@ use crate::command::{TableName, WriteMode};
 
 fn batch(start: i64, rows: i64, with_note: bool) -> RecordBatch {
     let mut fields = vec![Field::new("id", DataType::Int64, true)];
-    let mut columns: Vec<Arc<dyn arrow::array::Array>> = vec![Arc::new(Int64Array::from_iter_values(start..start + rows))];
+    let mut columns: Vec<Arc<dyn arrow::array::Array>> =
+        vec![Arc::new(Int64Array::from_iter_values(start..start + rows))];
     if with_note {
         fields.push(Field::new("note", DataType::Utf8, true));
-        columns.push(Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("n{i}")))));
+        columns.push(Arc::new(StringArray::from_iter_values(
+            (0..rows).map(|i| format!("n{i}")),
+        )));
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
 }
 
 async fn engine(dir: &tempfile::TempDir) -> IcebergEngine {
-    IcebergEngine::open(&dir.path().join("catalog.db"), &dir.path().join("iceberg")).await.unwrap()
+    IcebergEngine::open(&dir.path().join("catalog.db"), &dir.path().join("iceberg"))
+        .await
+        .unwrap()
 }
 
 async fn put(engine: &IcebergEngine, name: &TableName, mode: WriteMode, data: &RecordBatch) -> i64 {
-    let mut write = engine.begin_write(name, mode, &data.schema()).await.unwrap();
+    let mut write = engine
+        .begin_write(name, mode, &data.schema())
+        .await
+        .unwrap();
     write.write(data).await.unwrap();
     engine.commit(write).await.unwrap().snapshot_id
 }
 
 fn total_records(engine_table: &super::LoadedTable) -> String {
-    engine_table.metadata().current_snapshot().unwrap().summary().additional_properties["total-records"].clone()
+    engine_table
+        .metadata()
+        .current_snapshot()
+        .unwrap()
+        .summary()
+        .additional_properties["total-records"]
+        .clone()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -40,8 +54,14 @@ async fn writes_begun_together_both_land() {
     put(&engine, &name, WriteMode::Append, &batch(0, 10, true)).await;
 
     let data = batch(100, 5, true);
-    let mut a = engine.begin_write(&name, WriteMode::Append, &data.schema()).await.unwrap();
-    let mut b = engine.begin_write(&name, WriteMode::Append, &data.schema()).await.unwrap();
+    let mut a = engine
+        .begin_write(&name, WriteMode::Append, &data.schema())
+        .await
+        .unwrap();
+    let mut b = engine
+        .begin_write(&name, WriteMode::Append, &data.schema())
+        .await
+        .unwrap();
     a.write(&data).await.unwrap();
     b.write(&data).await.unwrap();
     let (ra, rb) = tokio::join!(engine.commit(a), engine.commit(b));
@@ -64,7 +84,10 @@ async fn overwrite_replaces_data_and_schema_but_keeps_history() {
     let table = engine.load(&name).await.unwrap().unwrap();
     let metadata = table.metadata();
     assert_eq!(metadata.current_schema().as_struct().fields().len(), 1);
-    assert!(metadata.current_schema().field_by_name("id").unwrap().id > 2, "new columns get fresh ids");
+    assert!(
+        metadata.current_schema().field_by_name("id").unwrap().id > 2,
+        "new columns get fresh ids"
+    );
     assert_eq!(total_records(&table), "3");
     let old = table.snapshot(Some(first), None).unwrap().unwrap();
     assert_eq!(table.data_files(&old).await.unwrap().len(), 1);
@@ -80,20 +103,44 @@ async fn aborted_and_refused_writes_leave_nothing() {
     let name = TableName::parse("s.t").unwrap();
     put(&engine, &name, WriteMode::Append, &batch(0, 10, true)).await;
     let files = || {
-        walk(&dir.path().join("iceberg")).into_iter().filter(|p| p.ends_with(".parquet")).count()
+        walk(&dir.path().join("iceberg"))
+            .into_iter()
+            .filter(|p| p.ends_with(".parquet"))
+            .count()
     };
     assert_eq!(files(), 1);
 
-    let mut write = engine.begin_write(&name, WriteMode::Append, &batch(0, 1, true).schema()).await.unwrap();
+    let mut write = engine
+        .begin_write(&name, WriteMode::Append, &batch(0, 1, true).schema())
+        .await
+        .unwrap();
     write.write(&batch(0, 1000, true)).await.unwrap();
     write.abort().await;
     assert_eq!(files(), 1);
 
-    let err = engine.begin_write(&name, WriteMode::Append, &batch(0, 1, false).schema()).await.err().unwrap();
+    let err = engine
+        .begin_write(&name, WriteMode::Append, &batch(0, 1, false).schema())
+        .await
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("`note` is missing"), "{err}");
-    let err = engine.begin_write(&name, WriteMode::Create, &batch(0, 1, true).schema()).await.err().unwrap();
+    let err = engine
+        .begin_write(&name, WriteMode::Create, &batch(0, 1, true).schema())
+        .await
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("already exists"), "{err}");
-    assert_eq!(engine.load(&name).await.unwrap().unwrap().metadata().snapshots().count(), 1);
+    assert_eq!(
+        engine
+            .load(&name)
+            .await
+            .unwrap()
+            .unwrap()
+            .metadata()
+            .snapshots()
+            .count(),
+        1
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<String> {

@@ -6,10 +6,15 @@ use std::collections::HashMap;
 use arrow::array::RecordBatch;
 use arrow::datatypes::Schema as ArrowSchema;
 use iceberg::io::FileIO;
-use iceberg::spec::{DataFile, DataFileFormat, FormatVersion, SchemaRef, SortOrder, TableMetadata, TableMetadataBuilder, UnboundPartitionSpec};
+use iceberg::spec::{
+    DataFile, DataFileFormat, FormatVersion, SchemaRef, SortOrder, TableMetadata,
+    TableMetadataBuilder, UnboundPartitionSpec,
+};
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use iceberg::writer::file_writer::ParquetWriterBuilder;
-use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::basic::Compression;
@@ -21,7 +26,8 @@ use super::{IcebergEngine, local_path};
 use crate::command::{TableName, WriteMode};
 use crate::error::{Context, Error, Result};
 
-type Writer = DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+type Writer =
+    DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
 /// What the commit does with the table's previous data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +64,12 @@ pub(super) struct WritePlan {
 impl IcebergEngine {
     /// Start writing `upload`-shaped batches into `name` with `mode`. Nothing is
     /// visible to readers until `commit`; `abort` deletes what was written.
-    pub async fn begin_write(&self, name: &TableName, mode: WriteMode, upload: &ArrowSchema) -> Result<TableWrite> {
+    pub async fn begin_write(
+        &self,
+        name: &TableName,
+        mode: WriteMode,
+        upload: &ArrowSchema,
+    ) -> Result<TableWrite> {
         let existing = self.load(name).await?;
         let (base, schema, op, location) = match (existing, mode) {
             (Some(_), WriteMode::Create | WriteMode::ErrorIfExists) => {
@@ -79,7 +90,12 @@ impl IcebergEngine {
                 .context("building the new table's metadata")?
                 .metadata;
                 let schema = metadata.current_schema().clone();
-                (Base::New(Box::new(metadata)), schema, WriteOp::Append, location)
+                (
+                    Base::New(Box::new(metadata)),
+                    schema,
+                    WriteOp::Append,
+                    location,
+                )
             }
             (Some(table), mode) => {
                 let metadata = table.metadata();
@@ -96,15 +112,40 @@ impl IcebergEngine {
                     if let Some(diff) = schema_difference(&current, upload)? {
                         return Err(Error::invalid(format!("cannot append to {name}: {diff}")));
                     }
-                    (Base::Existing { schema_id, new_schema: false }, current, WriteOp::Append, location)
+                    (
+                        Base::Existing {
+                            schema_id,
+                            new_schema: false,
+                        },
+                        current,
+                        WriteOp::Append,
+                        location,
+                    )
                 } else {
                     let replacement = iceberg_schema_of(upload, 1)?;
                     if same_columns(&current, &replacement) {
-                        (Base::Existing { schema_id, new_schema: false }, current, WriteOp::Overwrite, location)
+                        (
+                            Base::Existing {
+                                schema_id,
+                                new_schema: false,
+                            },
+                            current,
+                            WriteOp::Overwrite,
+                            location,
+                        )
                     } else {
                         // New columns get fresh ids: old snapshots keep their own schema.
-                        let schema = Arc::new(iceberg_schema_of(upload, metadata.last_column_id() + 1)?);
-                        (Base::Existing { schema_id, new_schema: true }, schema, WriteOp::Overwrite, location)
+                        let schema =
+                            Arc::new(iceberg_schema_of(upload, metadata.last_column_id() + 1)?);
+                        (
+                            Base::Existing {
+                                schema_id,
+                                new_schema: true,
+                            },
+                            schema,
+                            WriteOp::Overwrite,
+                            location,
+                        )
                     }
                 }
             }
@@ -114,29 +155,49 @@ impl IcebergEngine {
         let writer = data_file_writer(&self.file_io, &schema, &data_dir, &file_prefix).await?;
         Ok(TableWrite {
             conformer: Conformer::new(&schema)?,
-            plan: WritePlan { name: name.clone(), op, base, schema, data_dir, file_prefix },
+            plan: WritePlan {
+                name: name.clone(),
+                op,
+                base,
+                schema,
+                data_dir,
+                file_prefix,
+            },
             writer,
             rows: 0,
         })
     }
 }
 
-async fn data_file_writer(file_io: &FileIO, schema: &SchemaRef, data_dir: &str, prefix: &str) -> Result<Writer> {
-    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+async fn data_file_writer(
+    file_io: &FileIO,
+    schema: &SchemaRef,
+    data_dir: &str,
+    prefix: &str,
+) -> Result<Writer> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
     let rolling = RollingFileWriterBuilder::new_with_default_file_size(
         ParquetWriterBuilder::new(props, schema.clone()),
         file_io.clone(),
         DefaultLocationGenerator::with_data_location(data_dir.to_string()),
         DefaultFileNameGenerator::new(prefix.to_string(), None, DataFileFormat::Parquet),
     );
-    DataFileWriterBuilder::new(rolling).build(None).await.context("starting a data file")
+    DataFileWriterBuilder::new(rolling)
+        .build(None)
+        .await
+        .context("starting a data file")
 }
 
 impl TableWrite {
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let batch = self.conformer.conform(batch)?;
         self.rows += batch.num_rows() as u64;
-        self.writer.write(batch).await.context("writing a data file")
+        self.writer
+            .write(batch)
+            .await
+            .context("writing a data file")
     }
 
     /// Close the last data file: the plan and every file written, for the commit.
@@ -155,12 +216,17 @@ impl TableWrite {
 impl WritePlan {
     pub(super) async fn delete_files(&self) {
         let dir = local_path(&self.data_dir).to_string();
-        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else { return };
+        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
+            return;
+        };
         while let Ok(Some(entry)) = entries.next_entry().await {
-            if entry.file_name().to_string_lossy().starts_with(&self.file_prefix) {
-                if let Err(err) = tokio::fs::remove_file(entry.path()).await {
-                    tracing::warn!(path = %entry.path().display(), %err, "could not delete an aborted data file");
-                }
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(&self.file_prefix)
+                && let Err(err) = tokio::fs::remove_file(entry.path()).await
+            {
+                tracing::warn!(path = %entry.path().display(), %err, "could not delete an aborted data file");
             }
         }
     }
