@@ -43,6 +43,17 @@ impl TableName {
         }
     }
 
+    /// A Flight descriptor PATH: `["ns", "name"]` or `["name"]`.
+    pub fn from_path(path: &[String]) -> Result<Self> {
+        match path {
+            [name] => Self::parse(name),
+            [namespace, name] => Self::new(namespace, name),
+            _ => Err(Error::invalid(
+                "a descriptor path is [\"namespace\", \"table\"]",
+            )),
+        }
+    }
+
     /// The name as DuckDB SQL: both parts quoted.
     pub fn sql(&self) -> String {
         format!(
@@ -216,17 +227,8 @@ impl PutCommand {
 
     /// The descriptor PATH form `["ns", "name"]`: append to Iceberg.
     pub fn from_path(path: &[String]) -> Result<Self> {
-        let table = match path {
-            [name] => TableName::parse(name)?,
-            [namespace, name] => TableName::new(namespace, name)?,
-            _ => {
-                return Err(Error::invalid(
-                    "a descriptor path is [\"namespace\", \"table\"]",
-                ));
-            }
-        };
         Ok(Self {
-            table,
+            table: TableName::from_path(path)?,
             mode: WriteMode::Append,
             target: Target::Iceberg,
         })

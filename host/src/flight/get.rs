@@ -20,18 +20,9 @@ use crate::plan::ReadPlan;
 pub fn read_command(descriptor: &FlightDescriptor) -> Result<ReadCommand> {
     match descriptor.r#type() {
         DescriptorType::Cmd => ReadCommand::from_json(&descriptor.cmd),
-        DescriptorType::Path => {
-            let table = match descriptor.path.as_slice() {
-                [name] => TableName::parse(name)?,
-                [ns, name] => TableName::new(ns, name)?,
-                _ => {
-                    return Err(Error::invalid(
-                        "a descriptor path is [\"namespace\", \"table\"]",
-                    ));
-                }
-            };
-            Ok(ReadCommand::Table(TableRead::whole(table)))
-        }
+        DescriptorType::Path => Ok(ReadCommand::Table(TableRead::whole(TableName::from_path(
+            &descriptor.path,
+        )?))),
         DescriptorType::Unknown => Err(Error::invalid(
             "the descriptor has neither a command nor a path",
         )),
