@@ -17,7 +17,7 @@ use self::database::Database;
 use serde::Serialize;
 
 pub use read::QueryStream;
-pub use types::{duckdb_type, empty_relation};
+pub use types::empty_relation;
 pub use write::DuckWrite;
 
 use crate::command::{TableName, quote_literal};

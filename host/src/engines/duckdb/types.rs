@@ -1,6 +1,6 @@
 //! Arrow types as DuckDB SQL type names, for DDL and typed empty relations.
 
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::datatypes::{DataType, Fields, TimeUnit};
 
 use crate::command::quote_ident;
 use crate::error::{Error, Result};
@@ -33,19 +33,7 @@ pub fn duckdb_type(dt: &DataType) -> Result<String> {
         DataType::Timestamp(TimeUnit::Nanosecond, None) => "TIMESTAMP_NS".into(),
         DataType::Interval(_) => "INTERVAL".into(),
         DataType::List(f) | DataType::LargeList(f) => format!("{}[]", duckdb_type(f.data_type())?),
-        DataType::Struct(fields) => {
-            let members = fields
-                .iter()
-                .map(|f| {
-                    Ok(format!(
-                        "{} {}",
-                        quote_ident(f.name()),
-                        duckdb_type(f.data_type())?
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            format!("STRUCT({})", members.join(", "))
-        }
+        DataType::Struct(fields) => format!("STRUCT({})", column_definitions(fields)?),
         DataType::Map(entries, _) => match entries.data_type() {
             DataType::Struct(kv) if kv.len() == 2 => {
                 format!(
@@ -62,6 +50,21 @@ pub fn duckdb_type(dt: &DataType) -> Result<String> {
             )));
         }
     })
+}
+
+/// `"name" TYPE, ...`: a column list for CREATE TABLE or STRUCT(...).
+pub fn column_definitions(fields: &Fields) -> Result<String> {
+    let columns = fields
+        .iter()
+        .map(|f| {
+            Ok(format!(
+                "{} {}",
+                quote_ident(f.name()),
+                duckdb_type(f.data_type())?
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(columns.join(", "))
 }
 
 /// A FROM item with these columns and no rows.
@@ -83,7 +86,7 @@ pub fn empty_relation(schema: &arrow::datatypes::Schema) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::datatypes::{Field, Fields};
+    use arrow::datatypes::Field;
     use std::sync::Arc;
 
     #[test]

@@ -10,7 +10,8 @@ use duckdb::Connection;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{DuckEngine, duckdb_type};
+use super::DuckEngine;
+use super::types::column_definitions;
 use crate::command::{TableName, WriteMode, quote_ident};
 use crate::engines::conform::{conform, difference};
 use crate::error::{Context, Error, Result};
@@ -107,22 +108,12 @@ fn write_all(
             } else {
                 "CREATE TABLE"
             };
-            let columns = upload
-                .fields()
-                .iter()
-                .map(|f| {
-                    Ok(format!(
-                        "{} {}",
-                        quote_ident(f.name()),
-                        duckdb_type(f.data_type())?
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let columns = column_definitions(upload.fields())?;
             conn.execute_batch(&format!(
                 "CREATE SCHEMA IF NOT EXISTS {}; {verb} {} ({});",
                 quote_ident(&name.namespace),
                 name.sql(),
-                columns.join(", ")
+                columns
             ))
             .with_context(|| format!("creating {name}"))?;
         }
