@@ -88,6 +88,7 @@ def test_other_engines_read_the_same_rows(client, host):
     catalog = SqlCatalog(
         "floe", uri=f"sqlite:///{host.warehouse}/catalog.db", warehouse=f"file://{host.warehouse}/iceberg"
     )
+    assert ("core",) in catalog.list_namespaces()
     table = catalog.load_table("core.shared")
     assert_same_rows(table.scan().to_arrow(), via_host)
 
@@ -304,6 +305,15 @@ def test_aborted_upload_commits_nothing(client, host):
     assert data_files() == before, "the aborted upload left data files behind"
     assert client.rows("core.fragile") == 1000
     assert len(client.action("list_snapshots", {"table": "core.fragile"})) == 1
+
+
+def test_aborted_first_upload_leaves_no_table(client, host):
+    vanish_mid_upload(host, {"table": "ghost.t"})
+    time.sleep(1)
+    assert "ghost.t" not in {t["name"] for t in client.action("list_tables")}
+    catalog = SqlCatalog("floe", uri=f"sqlite:///{host.warehouse}/catalog.db")
+    assert ("ghost",) not in catalog.list_namespaces()
+    assert not list((host.warehouse / "iceberg").glob("ghost/*/data/*.parquet"))
 
 
 def test_aborted_duckdb_upload_rolls_back(client, host):

@@ -113,6 +113,8 @@ impl IcebergEngine {
             .await
             .context("writing table metadata")?;
         staged.files.push(location.to_string());
+        // Only now, so that a failed first upload leaves no empty namespace behind.
+        self.ensure_namespace(&write.name.namespace).await?;
         match self
             .catalog
             .register_table(ident, location.to_string())

@@ -76,7 +76,6 @@ impl IcebergEngine {
                 return Err(Error::AlreadyExists(format!("table {name} already exists")));
             }
             (None, _) => {
-                self.ensure_namespace(&name.namespace).await?;
                 let location = self.new_table_location(name);
                 let metadata = TableMetadataBuilder::new(
                     iceberg_schema_of(upload, 1)?,
