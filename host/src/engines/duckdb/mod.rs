@@ -130,20 +130,23 @@ impl DuckEngine {
 
     /// The views in the database: floe's windows on Iceberg tables.
     pub fn list_views(&self) -> Result<Vec<TableName>> {
+        self.names("SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = current_database() AND NOT internal")
+    }
+
+    /// `ns.name` pairs from a catalog query (names floe cannot address are skipped).
+    fn names(&self, sql: &str) -> Result<Vec<TableName>> {
         let conn = self.connect()?;
-        let mut stmt = conn
-            .prepare("SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = current_database() AND NOT internal")
-            .context("listing DuckDB views")?;
-        let names = stmt
+        let mut stmt = conn.prepare(sql).context("listing DuckDB objects")?;
+        let rows = stmt
             .query_map([], |row| {
                 Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
             })
-            .context("listing DuckDB views")?
-            .filter_map(|row| {
-                row.ok()
-                    .and_then(|(ns, name)| TableName::new(&ns, &name).ok())
-            })
-            .collect();
+            .context("listing DuckDB objects")?;
+        let mut names = Vec::new();
+        for row in rows {
+            let (ns, name) = row.context("listing DuckDB objects")?;
+            names.extend(TableName::new(&ns, &name).ok());
+        }
         Ok(names)
     }
 
@@ -153,34 +156,21 @@ impl DuckEngine {
             .with_context(|| format!("removing the view {name}"))
     }
 
-    /// The DuckDB-native tables (views are Iceberg tables published by floe).
+    /// The DuckDB-native tables with their row counts (views are Iceberg tables).
     pub fn list_tables(&self) -> Result<Vec<(TableName, u64)>> {
+        let names = self.names("SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() AND NOT temporary ORDER BY 1, 2")?;
         let conn = self.connect()?;
-        let mut stmt = conn
-            .prepare("SELECT schema_name, table_name, estimated_size FROM duckdb_tables() WHERE database_name = current_database() AND NOT temporary ORDER BY 1, 2")
-            .context("listing DuckDB tables")?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, i64>(2)?,
-                ))
-            })
-            .context("listing DuckDB tables")?;
-        let mut tables = Vec::new();
-        for row in rows {
-            let (ns, name, _) = row.context("listing DuckDB tables")?;
-            if let Ok(name) = TableName::new(&ns, &name) {
+        names
+            .into_iter()
+            .map(|name| {
                 let count: i64 = conn
                     .query_row(&format!("SELECT count(*) FROM {}", name.sql()), [], |r| {
                         r.get(0)
                     })
                     .context("counting rows")?;
-                tables.push((name, count as u64));
-            }
-        }
-        Ok(tables)
+                Ok((name, count as u64))
+            })
+            .collect()
     }
 
     pub fn table_exists(&self, name: &TableName) -> Result<bool> {

@@ -171,21 +171,11 @@ impl IcebergEngine {
 
     /// The table, or `None` if the catalog has no such table.
     pub async fn load(&self, name: &TableName) -> Result<Option<LoadedTable>> {
-        let ident = ident(name)?;
-        if !self
-            .catalog
-            .table_exists(&ident)
-            .await
-            .context("looking up a table")?
-        {
-            return Ok(None);
+        match self.catalog.load_table(&ident(name)?).await {
+            Ok(table) => Ok(Some(LoadedTable { table })),
+            Err(err) if err.kind() == iceberg::ErrorKind::TableNotFound => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("loading {name}")),
         }
-        let table = self
-            .catalog
-            .load_table(&ident)
-            .await
-            .with_context(|| format!("loading {name}"))?;
-        Ok(Some(LoadedTable { table }))
     }
 
     /// Every table with its current metadata location, straight from the catalog.
