@@ -132,6 +132,15 @@ pub enum WriteMode {
     ErrorIfExists,
 }
 
+/// One step of a transform chain: a registered WASM plugin and its arguments.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transform {
+    pub plugin: String,
+    #[serde(default)]
+    pub args: serde_json::Map<String, serde_json::Value>,
+}
+
 /// DoPut's descriptor command.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -141,6 +150,16 @@ pub struct PutCommand {
     pub mode: WriteMode,
     #[serde(default)]
     pub target: Target,
+    /// Applied to the upload before it is written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transforms: Vec<Transform>,
+}
+
+/// DoExchange's descriptor command: the chain the client's stream goes through.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeCommand {
+    pub transforms: Vec<Transform>,
 }
 
 /// A read of one table: the columns, filter and limit go into the scan.
@@ -163,6 +182,9 @@ pub struct TableRead {
     pub as_of: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    /// Applied to the scan's output, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transforms: Vec<Transform>,
 }
 
 impl TableRead {
@@ -175,6 +197,7 @@ impl TableRead {
             snapshot_id: None,
             as_of: None,
             limit: None,
+            transforms: Vec::new(),
         }
     }
 }
@@ -184,6 +207,9 @@ impl TableRead {
 #[serde(deny_unknown_fields)]
 pub struct SqlRead {
     pub sql: String,
+    /// Applied to the query's output, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transforms: Vec<Transform>,
 }
 
 /// GetFlightInfo's descriptor command and DoGet's ticket.
@@ -210,13 +236,20 @@ impl ReadCommand {
         } else {
             Err(Error::invalid(
                 "a read command is a JSON object with \"table\" (and optional columns, filter, \
-                 snapshot_id, as_of, limit) or \"sql\"",
+                 snapshot_id, as_of, limit, transforms) or \"sql\" (and optional transforms)",
             ))
         }
     }
 
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("commands serialize")
+    }
+
+    pub fn transforms(&self) -> &[Transform] {
+        match self {
+            ReadCommand::Table(read) => &read.transforms,
+            ReadCommand::Sql(read) => &read.transforms,
+        }
     }
 }
 
@@ -231,6 +264,7 @@ impl PutCommand {
             table: TableName::from_path(path)?,
             mode: WriteMode::Append,
             target: Target::Iceberg,
+            transforms: Vec::new(),
         })
     }
 }

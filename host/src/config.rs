@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::engines::duckdb::ReaderChoice;
+use crate::plugins::Limits;
 
 pub const DEFAULT_PORT: u16 = 8816;
 
@@ -21,6 +22,8 @@ pub struct Config {
     pub iceberg_reader: ReaderChoice,
     /// The largest gRPC message accepted (pyarrow sends whole batches as one message).
     pub max_message_bytes: usize,
+    /// The deadline and memory cap of every WASM plugin call.
+    pub plugin_limits: Limits,
 }
 
 /// The `--config FILE` format; every key is optional.
@@ -33,6 +36,8 @@ pub struct FileConfig {
     pub extension_dir: Option<PathBuf>,
     pub iceberg_reader: Option<ReaderChoice>,
     pub max_message_mib: Option<usize>,
+    pub plugin_deadline_secs: Option<f64>,
+    pub plugin_memory_mib: Option<usize>,
 }
 
 impl FileConfig {
@@ -51,6 +56,8 @@ pub struct Overrides {
     pub port: Option<u16>,
     pub extension_dir: Option<PathBuf>,
     pub iceberg_reader: Option<ReaderChoice>,
+    pub plugin_deadline_secs: Option<f64>,
+    pub plugin_memory_mib: Option<usize>,
 }
 
 impl Config {
@@ -79,10 +86,33 @@ impl Config {
                 .or(file.iceberg_reader)
                 .unwrap_or_default(),
             max_message_bytes: file.max_message_mib.unwrap_or(256) * 1024 * 1024,
+            plugin_limits: plugin_limits(
+                flags.plugin_deadline_secs.or(file.plugin_deadline_secs),
+                flags.plugin_memory_mib.or(file.plugin_memory_mib),
+            )?,
         })
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.address, self.port)
     }
+}
+
+fn plugin_limits(deadline_secs: Option<f64>, memory_mib: Option<usize>) -> anyhow::Result<Limits> {
+    let mut limits = Limits::default();
+    if let Some(secs) = deadline_secs {
+        anyhow::ensure!(
+            secs.is_finite() && secs > 0.0 && secs <= 3600.0,
+            "the plugin deadline must be between 0 and 3600 seconds, not {secs}"
+        );
+        limits.deadline = std::time::Duration::from_secs_f64(secs);
+    }
+    if let Some(mib) = memory_mib {
+        anyhow::ensure!(
+            (1..=4096).contains(&mib),
+            "the plugin memory cap must be 1 to 4096 MiB, not {mib}"
+        );
+        limits.memory_bytes = mib << 20;
+    }
+    Ok(limits)
 }

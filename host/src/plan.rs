@@ -130,6 +130,7 @@ mod tests {
             snapshot_id: None,
             as_of: None,
             limit: Some(10),
+            transforms: Vec::new(),
         }
     }
 

@@ -56,7 +56,7 @@ pub async fn blocking<T: Send + 'static>(
 ) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|err| Error::internal(format!("DuckDB task failed: {err}")))?
+        .map_err(|err| Error::internal(format!("blocking task failed: {err}")))?
 }
 
 impl Lakehouse {

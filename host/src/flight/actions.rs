@@ -1,5 +1,7 @@
 //! Flight actions: small JSON requests with JSON results.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -8,6 +10,7 @@ use super::schema_json;
 use crate::command::{ReadCommand, TableName, parse};
 use crate::engines::Lakehouse;
 use crate::error::{Error, Result};
+use crate::plugins::Plugins;
 
 /// Every action with the description ListActions shows.
 pub const ACTIONS: &[(&str, &str)] = &[
@@ -28,6 +31,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
         "Drop {\"table\": \"ns.name\"} and delete its files.",
     ),
     (
+        "list_plugins",
+        "The registered WASM plugins: name, sha256, size, added_at and what they describe of themselves.",
+    ),
+    (
         "list_snapshots",
         "The snapshots of the Iceberg table {\"table\": ...}: id, timestamp, operation, summary.",
     ),
@@ -43,7 +50,12 @@ struct TableArg {
 #[serde(deny_unknown_fields)]
 struct NoArgs {}
 
-pub async fn run(lakehouse: &Lakehouse, name: &str, body: &[u8]) -> Result<Value> {
+pub async fn run(
+    lakehouse: &Lakehouse,
+    plugins: &Arc<Plugins>,
+    name: &str,
+    body: &[u8],
+) -> Result<Value> {
     // An empty body means "no arguments".
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
@@ -65,7 +77,7 @@ pub async fn run(lakehouse: &Lakehouse, name: &str, body: &[u8]) -> Result<Value
             Ok(serde_json::to_value(lakehouse.list_tables().await?).expect("tables serialize"))
         }
         "get_schema" => {
-            let (_, schema) = get::plan(lakehouse, ReadCommand::from_json(body)?).await?;
+            let (_, schema) = get::plan(lakehouse, plugins, ReadCommand::from_json(body)?).await?;
             Ok(json!({ "schema": schema_json::to_json(&schema) }))
         }
         "drop_table" => {
@@ -77,6 +89,11 @@ pub async fn run(lakehouse: &Lakehouse, name: &str, body: &[u8]) -> Result<Value
             let TableArg { table } = parse(body, &what)?;
             Ok(serde_json::to_value(lakehouse.snapshots(&table).await?)
                 .expect("snapshots serialize"))
+        }
+        "list_plugins" => {
+            parse::<NoArgs>(body, &what)?;
+            let entries = plugins.registry().list()?;
+            Ok(serde_json::to_value(entries).expect("plugin entries serialize"))
         }
         other => Err(Error::invalid(format!(
             "unknown action {other:?}; actions are: {}",

@@ -1,23 +1,23 @@
-//! Writes: DoPut streams the upload into the target table batch by batch and
-//! commits once, at the end of the stream. Any failure (bad schema, client gone,
+//! Writes: DoPut streams the upload (through its transform chain, if any) into
+//! the target table batch by batch and commits once, at the end of the stream. Any failure (bad schema, client gone,
 //! commit conflict) commits nothing and removes what was written.
 
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
-use arrow_flight::error::FlightError;
 use arrow_flight::flight_descriptor::DescriptorType;
 use arrow_flight::{FlightData, FlightDescriptor, PutResult};
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 use serde::Serialize;
 
+use super::stream;
 use crate::command::{PutCommand, TableName, Target};
 use crate::engines::duckdb::DuckWrite;
 use crate::engines::iceberg::TableWrite;
 use crate::engines::{Lakehouse, blocking};
 use crate::error::{Error, Result};
+use crate::plugins::{Plugins, bind_chain};
 
 /// The PutResult's app_metadata.
 #[derive(Debug, Serialize)]
@@ -47,38 +47,21 @@ pub fn put_command(descriptor: &FlightDescriptor) -> Result<PutCommand> {
 
 /// Run one upload to completion. Runs in its own task so that a client hanging up
 /// cannot stop the cleanup half-way.
-pub async fn do_put<S>(lakehouse: Arc<Lakehouse>, mut upload: S) -> Result<PutResult>
+pub async fn do_put<S>(
+    lakehouse: Arc<Lakehouse>,
+    plugins: Arc<Plugins>,
+    upload: S,
+) -> Result<PutResult>
 where
     S: Stream<Item = Result<FlightData, tonic::Status>> + Send + Unpin + 'static,
 {
-    let first = upload
-        .next()
-        .await
-        .ok_or_else(|| Error::invalid("the upload is empty"))?
-        .map_err(Error::from)?;
-    let descriptor = first
-        .flight_descriptor
-        .clone()
-        .ok_or_else(|| Error::invalid("the upload's first message carries no FlightDescriptor"))?;
+    let (descriptor, mut decoder) = stream::open(upload).await?;
     let command = put_command(&descriptor)?;
-    let messages = futures::stream::once(async { Ok(first) })
-        .chain(upload)
-        .map_err(|status| FlightError::Tonic(Box::new(status)));
-    let mut decoder = FlightDataDecoder::new(messages);
+    let schema = stream::schema(&mut decoder).await?;
 
-    let schema = loop {
-        match decoder.next().await {
-            Some(Ok(data)) => match data.payload {
-                DecodedPayload::Schema(schema) => break schema,
-                _ => continue,
-            },
-            Some(Err(err)) => return Err(upload_error(err)),
-            None => return Err(Error::invalid("the upload ended before its schema")),
-        }
-    };
-
-    let mut sink = begin(&lakehouse, &command, schema).await?;
-    if let Err(err) = feed(&mut sink, &mut decoder).await {
+    let chain = bind_chain(&plugins, &command.transforms, schema).await?;
+    let mut sink = begin(&lakehouse, &command, chain.output_schema()).await?;
+    if let Err(err) = feed(&mut sink, chain.apply(stream::batches(decoder))).await {
         sink.abort().await;
         tracing::info!(table = %command.table, error = %err, "upload failed; nothing committed");
         return Err(err);
@@ -91,27 +74,16 @@ where
     })
 }
 
-/// Every batch of the upload into the sink, until the stream ends.
-async fn feed(sink: &mut Sink, decoder: &mut FlightDataDecoder) -> Result<()> {
-    while let Some(data) = decoder.next().await {
-        match data.map_err(upload_error)?.payload {
-            DecodedPayload::RecordBatch(batch) => sink.write(batch).await?,
-            DecodedPayload::Schema(_) => {
-                return Err(Error::invalid("the upload changed its schema mid-stream"));
-            }
-            DecodedPayload::None => {}
-        }
+/// Every batch into the sink, until the stream ends or fails.
+async fn feed<S>(sink: &mut Sink, batches: S) -> Result<()>
+where
+    S: Stream<Item = Result<RecordBatch>>,
+{
+    let mut batches = std::pin::pin!(batches);
+    while let Some(batch) = batches.next().await {
+        sink.write(batch?).await?;
     }
     Ok(())
-}
-
-fn upload_error(err: FlightError) -> Error {
-    match err {
-        FlightError::Tonic(status) => {
-            Error::Cancelled(format!("the upload was interrupted: {}", status.message()))
-        }
-        other => Error::invalid(format!("the upload is not a valid Arrow stream: {other}")),
-    }
 }
 
 async fn begin(

@@ -13,21 +13,23 @@ use futures::Stream;
 use futures::stream::{self, BoxStream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{actions, get, put};
+use super::{actions, exchange, get, put};
 use crate::command::{ReadCommand, TableRead};
 use crate::engines::Lakehouse;
 use crate::error::Error;
+use crate::plugins::Plugins;
 
 type RpcStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[derive(Clone)]
 pub struct FloeService {
     lakehouse: Arc<Lakehouse>,
+    plugins: Arc<Plugins>,
 }
 
 impl FloeService {
-    pub fn new(lakehouse: Arc<Lakehouse>) -> Self {
-        Self { lakehouse }
+    pub fn new(lakehouse: Arc<Lakehouse>, plugins: Arc<Plugins>) -> Self {
+        Self { lakehouse, plugins }
     }
 }
 
@@ -83,7 +85,7 @@ impl FlightService for FloeService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         Ok(Response::new(
-            get::flight_info(&self.lakehouse, request.into_inner()).await?,
+            get::flight_info(&self.lakehouse, &self.plugins, request.into_inner()).await?,
         ))
     }
 
@@ -101,7 +103,7 @@ impl FlightService for FloeService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
         let command = get::read_command(&request.into_inner())?;
-        let (_, schema) = get::plan(&self.lakehouse, command).await?;
+        let (_, schema) = get::plan(&self.lakehouse, &self.plugins, command).await?;
         let result = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
             .try_into()
             .map_err(|err: arrow::error::ArrowError| Status::internal(err.to_string()))?;
@@ -112,7 +114,7 @@ impl FlightService for FloeService {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        let stream = get::do_get(&self.lakehouse, request.into_inner()).await?;
+        let stream = get::do_get(&self.lakehouse, &self.plugins, request.into_inner()).await?;
         Ok(Response::new(stream.boxed()))
     }
 
@@ -122,7 +124,11 @@ impl FlightService for FloeService {
     ) -> Result<Response<Self::DoPutStream>, Status> {
         // Its own task: if the client hangs up, tonic drops this future, but the
         // upload still runs to its abort and cleans up.
-        let upload = tokio::spawn(put::do_put(self.lakehouse.clone(), request.into_inner()));
+        let upload = tokio::spawn(put::do_put(
+            self.lakehouse.clone(),
+            self.plugins.clone(),
+            request.into_inner(),
+        ));
         let result = upload
             .await
             .map_err(|err| Status::internal(format!("upload task failed: {err}")))??;
@@ -131,11 +137,10 @@ impl FlightService for FloeService {
 
     async fn do_exchange(
         &self,
-        _request: Request<Streaming<FlightData>>,
+        request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        Err(Status::unimplemented(
-            "DoExchange arrives with WASM transform chains",
-        ))
+        let output = exchange::do_exchange(self.plugins.clone(), request.into_inner()).await?;
+        Ok(Response::new(output))
     }
 
     async fn do_action(
@@ -143,7 +148,8 @@ impl FlightService for FloeService {
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
         let action = request.into_inner();
-        let value = actions::run(&self.lakehouse, &action.r#type, &action.body).await?;
+        let value =
+            actions::run(&self.lakehouse, &self.plugins, &action.r#type, &action.body).await?;
         let body = serde_json::to_vec(&value).expect("JSON values serialize");
         Ok(Response::new(once(arrow_flight::Result {
             body: body.into(),

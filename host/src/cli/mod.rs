@@ -10,6 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Overrides};
 use crate::engines::Lakehouse;
 use crate::engines::duckdb::ReaderChoice;
+use crate::plugins::Plugins;
+
+mod plugins;
 
 /// floe: an Arrow Flight host for Iceberg and DuckDB tables.
 ///
@@ -28,27 +31,73 @@ enum Command {
     /// Serve the warehouse over Arrow Flight until SIGINT or SIGTERM.
     Serve(ServeArgs),
     /// Check the warehouse and report which Iceberg read path DuckDB will use.
-    Doctor(CommonArgs),
+    Doctor(TableArgs),
     /// Work with the warehouse's tables without a running host.
     #[command(subcommand)]
     Tables(TablesCommand),
+    /// Register, list, inspect and remove WASM transform plugins. A running host
+    /// sees changes on its next request.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
 }
 
 #[derive(Debug, Subcommand)]
 enum TablesCommand {
     /// List every table with its target, row count and current snapshot.
-    List(CommonArgs),
+    List(TableArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// Validate a component built for wasm32-wasip2 (it must export the
+    /// floe:plugin/transform interface of wit/transform.wit), precompile it and
+    /// register it under NAME.
+    Add {
+        /// The name tickets use: letters, digits, '-' and '_'.
+        name: String,
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Replace a plugin already registered under NAME.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        warehouse: WarehouseArgs,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// List the registered plugins: name, version, kind, sha256, size, added at.
+    List {
+        #[command(flatten)]
+        warehouse: WarehouseArgs,
+    },
+    /// Show what a plugin says of itself, with its arguments' JSON schema.
+    Inspect {
+        name: String,
+        #[command(flatten)]
+        warehouse: WarehouseArgs,
+    },
+    /// Unregister a plugin (its files go unless another name uses them).
+    Remove {
+        name: String,
+        #[command(flatten)]
+        warehouse: WarehouseArgs,
+    },
 }
 
 #[derive(Debug, Args)]
-struct CommonArgs {
+struct WarehouseArgs {
     /// The warehouse directory (created if missing).
     #[arg(short, long, value_name = "DIR", env = "FLOE_WAREHOUSE")]
     warehouse: Option<PathBuf>,
     /// A TOML file with any of: warehouse, address, port, extension_dir,
-    /// iceberg_reader, max_message_mib. Flags override it.
+    /// iceberg_reader, max_message_mib, plugin_deadline_secs, plugin_memory_mib.
+    /// Flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct DuckArgs {
     /// DuckDB's extension directory (default: DuckDB's own, ~/.duckdb/extensions).
     #[arg(long, value_name = "DIR")]
     extension_dir: Option<PathBuf>,
@@ -59,9 +108,31 @@ struct CommonArgs {
 }
 
 #[derive(Debug, Args)]
+struct SandboxArgs {
+    /// The deadline of each call into a WASM plugin, in seconds (default 10).
+    #[arg(long, value_name = "SECS")]
+    plugin_deadline: Option<f64>,
+    /// The memory cap of each WASM plugin instance, in MiB (default 256).
+    #[arg(long, value_name = "MIB")]
+    plugin_memory: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct TableArgs {
+    #[command(flatten)]
+    warehouse: WarehouseArgs,
+    #[command(flatten)]
+    duck: DuckArgs,
+}
+
+#[derive(Debug, Args)]
 struct ServeArgs {
     #[command(flatten)]
-    common: CommonArgs,
+    warehouse: WarehouseArgs,
+    #[command(flatten)]
+    duck: DuckArgs,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
     /// The port to listen on (default 8816; 0 picks a free one).
     #[arg(short, long)]
     port: Option<u16>,
@@ -70,18 +141,41 @@ struct ServeArgs {
     address: Option<IpAddr>,
 }
 
-impl CommonArgs {
-    fn config(&self, port: Option<u16>, address: Option<IpAddr>) -> anyhow::Result<Config> {
+impl WarehouseArgs {
+    fn config(&self, overrides: Overrides) -> anyhow::Result<Config> {
         Config::resolve(
             self.config.as_deref(),
             Overrides {
                 warehouse: self.warehouse.clone(),
-                address,
-                port,
-                extension_dir: self.extension_dir.clone(),
-                iceberg_reader: self.iceberg_reader,
+                ..overrides
             },
         )
+    }
+}
+
+impl DuckArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            extension_dir: self.extension_dir.clone(),
+            iceberg_reader: self.iceberg_reader,
+            ..Overrides::default()
+        }
+    }
+}
+
+impl SandboxArgs {
+    fn overrides(&self, base: Overrides) -> Overrides {
+        Overrides {
+            plugin_deadline_secs: self.plugin_deadline,
+            plugin_memory_mib: self.plugin_memory,
+            ..base
+        }
+    }
+}
+
+impl TableArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        self.warehouse.config(self.duck.overrides())
     }
 }
 
@@ -102,6 +196,7 @@ pub fn run() -> anyhow::Result<()> {
             Command::Serve(args) => serve(args).await,
             Command::Doctor(args) => doctor(args).await,
             Command::Tables(TablesCommand::List(args)) => list_tables(args).await,
+            Command::Plugins(command) => plugins::run(command),
         }
     })
 }
@@ -113,8 +208,17 @@ async fn open(config: &Config) -> anyhow::Result<Lakehouse> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.common.config(args.port, args.address)?;
+    let overrides = Overrides {
+        port: args.port,
+        address: args.address,
+        ..args.sandbox.overrides(args.duck.overrides())
+    };
+    let config = args.warehouse.config(overrides)?;
     let lakehouse = Arc::new(open(&config).await?);
+    let plugins = Arc::new(
+        Plugins::open(&config.warehouse, config.plugin_limits)
+            .context("starting the WASM plugin runtime")?,
+    );
     tracing::info!(
         warehouse = %config.warehouse.display(),
         iceberg_reader = ?lakehouse.duck.reader,
@@ -125,7 +229,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             crate::engines::duckdb::IcebergReader::ReadParquet => "read_parquet over files planned by iceberg-rust",
         }
     );
-    crate::flight::serve(&config, lakehouse, shutdown_signal()).await
+    tracing::info!(
+        plugins = plugins.registry().list()?.len(),
+        deadline = ?config.plugin_limits.deadline,
+        memory_mib = config.plugin_limits.memory_bytes >> 20,
+        "WASM plugins sandboxed"
+    );
+    crate::flight::serve(&config, lakehouse, plugins, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {
@@ -137,8 +247,8 @@ async fn shutdown_signal() {
     }
 }
 
-async fn doctor(args: CommonArgs) -> anyhow::Result<()> {
-    let config = args.config(None, None)?;
+async fn doctor(args: TableArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
     let lakehouse = open(&config).await?;
     let tables = lakehouse.list_tables().await?;
     println!("floe host {}", env!("CARGO_PKG_VERSION"));
@@ -165,8 +275,8 @@ async fn doctor(args: CommonArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn list_tables(args: CommonArgs) -> anyhow::Result<()> {
-    let config = args.config(None, None)?;
+async fn list_tables(args: TableArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
     let lakehouse = open(&config).await?;
     println!(
         "{:<40} {:<8} {:>12} {:>20}",

@@ -1,0 +1,130 @@
+//! Write a floe transform plugin as a trait over Arrow [`RecordBatch`]es.
+//!
+//! The host and the plugin exchange Arrow IPC bytes over the `floe:plugin`
+//! WIT contract (`wit/transform.wit`); this crate hides that plumbing. A plugin
+//! implements [`Plugin`] and exports itself with [`export_plugin!`]:
+//!
+//! ```ignore
+//! use floe_sdk::prelude::*;
+//!
+//! struct Passthrough(SchemaRef);
+//!
+//! impl Plugin for Passthrough {
+//!     type Args = serde_json::Value;
+//!     const NAME: &str = "passthrough";
+//!     const DESCRIPTION: &str = "Returns every batch unchanged.";
+//!     const ARGS_SCHEMA: &str = r#"{"type": "object"}"#;
+//!
+//!     fn bind(input: SchemaRef, _args: Self::Args) -> Result<Self> {
+//!         Ok(Passthrough(input))
+//!     }
+//!     fn output_schema(&self) -> SchemaRef {
+//!         self.0.clone()
+//!     }
+//!     fn process(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+//!         Ok(Some(batch))
+//!     }
+//! }
+//!
+//! floe_sdk::export_plugin!(Passthrough);
+//! ```
+
+mod adapter;
+mod ipc;
+
+pub use arrow_array;
+pub use arrow_schema;
+pub use serde;
+pub use serde_json;
+
+#[doc(hidden)]
+pub use adapter::Adapter;
+
+pub use arrow_array::RecordBatch;
+pub use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "transform-plugin",
+        pub_export_macro: true,
+        export_macro_name: "export_bindings",
+        default_bindings_module: "floe_sdk::bindings",
+    });
+}
+
+/// What a plugin does, as `host plugins list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Changes columns or values.
+    Transform,
+    /// Only drops rows: the output schema is the input schema.
+    Filter,
+}
+
+/// A plugin's error; the host reports it to the client with the plugin's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The arguments are wrong.
+    InvalidArgs(String),
+    /// The input schema cannot be handled (a missing column, a type not supported).
+    UnsupportedSchema(String),
+    /// Anything else.
+    Failed(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<ArrowError> for Error {
+    fn from(err: ArrowError) -> Self {
+        Error::Failed(err.to_string())
+    }
+}
+
+/// A transform over a stream of record batches, bound to one input schema and
+/// one set of arguments (one instance per ticket).
+pub trait Plugin: Sized + 'static {
+    /// The JSON arguments, parsed with serde (unknown fields should be refused:
+    /// use `#[serde(deny_unknown_fields)]`).
+    type Args: serde::de::DeserializeOwned;
+
+    const NAME: &str;
+    const VERSION: &str = "0.1.0";
+    const KIND: Kind = Kind::Transform;
+    const DESCRIPTION: &str;
+    /// A JSON Schema for [`Plugin::Args`], shown by `host plugins inspect`.
+    const ARGS_SCHEMA: &str;
+
+    /// Check the arguments against the input schema and prepare to run.
+    fn bind(input: SchemaRef, args: Self::Args) -> Result<Self>;
+
+    /// The schema of every batch [`Plugin::process`] and [`Plugin::finish`] return.
+    fn output_schema(&self) -> SchemaRef;
+
+    /// One batch in; a batch out, or `None` to drop it.
+    fn process(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>>;
+
+    /// The input has ended: return whatever state is left.
+    fn finish(&mut self) -> Result<Option<RecordBatch>> {
+        Ok(None)
+    }
+}
+
+/// Export a [`Plugin`] as the component's `floe:plugin/transform` interface.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        type __FloePluginAdapter = $crate::Adapter<$plugin>;
+        $crate::bindings::export_bindings!(__FloePluginAdapter with_types_in $crate::bindings);
+    };
+}
+
+/// What most plugins need.
+pub mod prelude {
+    pub use crate::{
+        DataType, Error, Field, Kind, Plugin, RecordBatch, Result, Schema, SchemaRef, arrow_array,
+        arrow_schema, serde, serde_json,
+    };
+    pub use serde::Deserialize;
+}

@@ -1,0 +1,186 @@
+//! A chain of bound plugins, and running one over a stream of batches.
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use wasmtime::component::ResourceAny;
+
+use super::ipc;
+use super::runtime::Guest;
+use crate::error::{Error, Result};
+
+/// One plugin bound to its input schema and arguments.
+pub struct Stage {
+    guest: Guest,
+    instance: ResourceAny,
+    output_schema: SchemaRef,
+}
+
+impl Stage {
+    pub fn bind(mut guest: Guest, input: &SchemaRef, args: &str) -> Result<Self> {
+        let schema = ipc::encode_schema(input)?;
+        let instance = guest.bind(&schema, args)?;
+        let bytes = guest.output_schema(instance)?;
+        let output_schema = ipc::decode_schema(bytes).map_err(|err| malformed(&guest, err))?;
+        Ok(Self {
+            guest,
+            instance,
+            output_schema,
+        })
+    }
+
+    pub fn output_schema(&self) -> SchemaRef {
+        self.output_schema.clone()
+    }
+
+    fn process(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
+        let bytes = ipc::encode_batch(batch)?;
+        let output = self.guest.process(self.instance, &bytes)?;
+        output.map(|bytes| self.decode(bytes)).transpose()
+    }
+
+    fn finish(&mut self) -> Result<Option<RecordBatch>> {
+        let output = self.guest.finish(self.instance)?;
+        output.map(|bytes| self.decode(bytes)).transpose()
+    }
+
+    /// A guest's batch, held to the schema it declared.
+    fn decode(&self, bytes: Vec<u8>) -> Result<RecordBatch> {
+        let batch = ipc::decode_batch(bytes).map_err(|err| malformed(&self.guest, err))?;
+        RecordBatch::try_new(self.output_schema.clone(), batch.columns().to_vec()).map_err(|err| {
+            Error::internal(format!(
+                "plugin '{}' returned a batch that does not match its output schema: {err}",
+                self.guest.name()
+            ))
+        })
+    }
+}
+
+fn malformed(guest: &Guest, err: arrow::error::ArrowError) -> Error {
+    Error::internal(format!(
+        "plugin '{}' returned malformed Arrow IPC: {err}",
+        guest.name()
+    ))
+}
+
+/// Plugins applied in order, each to the previous one's output.
+pub struct Chain {
+    input_schema: SchemaRef,
+    stages: Vec<Stage>,
+}
+
+impl Chain {
+    pub fn new(input_schema: SchemaRef, stages: Vec<Stage>) -> Self {
+        Self {
+            input_schema,
+            stages,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stages.is_empty()
+    }
+
+    pub fn output_schema(&self) -> SchemaRef {
+        self.stages
+            .last()
+            .map_or_else(|| self.input_schema.clone(), |s| s.output_schema.clone())
+    }
+
+    /// One input batch through every stage; `None` when a stage dropped it.
+    pub fn process(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        self.process_from(0, batch)
+    }
+
+    fn process_from(
+        &mut self,
+        first: usize,
+        mut batch: RecordBatch,
+    ) -> Result<Option<RecordBatch>> {
+        for stage in &mut self.stages[first..] {
+            match stage.process(&batch)? {
+                Some(next) => batch = next,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(batch))
+    }
+
+    /// Finish each stage in order, passing what it flushes through the rest.
+    pub fn finish(&mut self) -> Result<Vec<RecordBatch>> {
+        let mut flushed = Vec::new();
+        for i in 0..self.stages.len() {
+            if let Some(batch) = self.stages[i].finish()?
+                && let Some(batch) = self.process_from(i + 1, batch)?
+            {
+                flushed.push(batch);
+            }
+        }
+        Ok(flushed)
+    }
+
+    /// The chain applied to a stream of batches (an empty chain passes it through).
+    pub fn apply<S>(self, input: S) -> BoxStream<'static, Result<RecordBatch>>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Send + 'static,
+    {
+        if self.stages.is_empty() {
+            input.boxed()
+        } else {
+            self.run(input).boxed()
+        }
+    }
+
+    /// Run the chain on a blocking thread (guests run synchronously), a couple
+    /// of batches in flight each way so DuckDB or the network and the guests
+    /// overlap. Dropping the returned stream stops the chain.
+    fn run<S>(mut self, input: S) -> ReceiverStream<Result<RecordBatch>>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Send + 'static,
+    {
+        let (in_tx, mut in_rx) = mpsc::channel::<Result<RecordBatch>>(2);
+        let (out_tx, out_rx) = mpsc::channel::<Result<RecordBatch>>(2);
+        tokio::spawn(async move {
+            let mut input = std::pin::pin!(input);
+            while let Some(item) = input.next().await {
+                if in_tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::task::spawn_blocking(move || {
+            let mut step = || -> Result<bool> {
+                match in_rx.blocking_recv() {
+                    Some(batch) => {
+                        if let Some(out) = self.process(batch?)? {
+                            return Ok(out_tx.blocking_send(Ok(out)).is_ok());
+                        }
+                        Ok(true)
+                    }
+                    None => {
+                        for out in self.finish()? {
+                            if out_tx.blocking_send(Ok(out)).is_err() {
+                                break;
+                            }
+                        }
+                        Ok(false)
+                    }
+                }
+            };
+            loop {
+                match step() {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(err) => {
+                        let _ = out_tx.blocking_send(Err(err));
+                        break;
+                    }
+                }
+            }
+        });
+        ReceiverStream::new(out_rx)
+    }
+}

@@ -1,0 +1,133 @@
+//! WebAssembly transform plugins: the warehouse's `registry`, the wasmtime
+//! `runtime` and its `sandbox`, and the per-ticket `chain` that runs them.
+
+mod chain;
+mod ipc;
+pub mod registry;
+mod runtime;
+mod sandbox;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+
+pub use chain::Chain;
+pub use registry::{Description, Entry, Registry};
+pub use runtime::Limits;
+
+use crate::command::Transform;
+use crate::error::{Context as _, Error, Result};
+use runtime::{Guest, Runtime};
+
+/// The registry and the engine that runs what it holds.
+pub struct Plugins {
+    registry: Registry,
+    runtime: Runtime,
+    engine: String,
+}
+
+impl Plugins {
+    pub fn open(warehouse: &Path, limits: Limits) -> Result<Self> {
+        let runtime = Runtime::new(limits)?;
+        Ok(Self {
+            registry: Registry::new(warehouse),
+            engine: runtime.compatibility(),
+            runtime,
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.runtime.limits()
+    }
+
+    /// Validate a component (it exports the floe world and `describe` works),
+    /// precompile it and register it under `name`.
+    pub fn add(&self, name: &str, file: &Path, force: bool) -> Result<Entry> {
+        registry::check_name(name)?;
+        if !force && let Ok(existing) = self.registry.get(name) {
+            return Err(Error::AlreadyExists(format!(
+                "plugin '{name}' is already registered (sha256 {}, added {}): use --force to replace it",
+                existing.sha256,
+                existing.added_at.format("%Y-%m-%d %H:%M:%S UTC")
+            )));
+        }
+        let wasm = std::fs::read(file).context(format!("reading {}", file.display()))?;
+        let (compiled, pre) = self.runtime.compile(&wasm)?;
+        let described = self.runtime.instantiate(name, &pre)?.describe()?;
+        let args_schema = serde_json::from_str(&described.args_schema).map_err(|err| {
+            Error::invalid(format!(
+                "describe returned an args schema that is not JSON: {err}"
+            ))
+        })?;
+        let entry = Entry {
+            name: name.to_string(),
+            sha256: sha256_hex(&wasm),
+            size: wasm.len() as u64,
+            added_at: chrono::Utc::now(),
+            describe: Description {
+                name: described.name,
+                version: described.version,
+                kind: runtime::kind_name(described.kind).to_string(),
+                description: described.description,
+                args_schema,
+            },
+        };
+        self.registry
+            .insert(&entry, &wasm, &compiled, &self.engine)?;
+        Ok(entry)
+    }
+
+    pub fn remove(&self, name: &str) -> Result<Entry> {
+        self.registry.remove(name)
+    }
+
+    /// Bind each transform in order to the schema the previous one produces.
+    /// Guests run synchronously: call this off the async executor.
+    pub fn bind(&self, transforms: &[Transform], input: SchemaRef) -> Result<Chain> {
+        let mut stages = Vec::with_capacity(transforms.len());
+        let mut schema = input.clone();
+        for transform in transforms {
+            let guest = self.instantiate(&transform.plugin)?;
+            let args = serde_json::Value::Object(transform.args.clone()).to_string();
+            let stage = chain::Stage::bind(guest, &schema, &args)?;
+            schema = stage.output_schema();
+            stages.push(stage);
+        }
+        Ok(Chain::new(input, stages))
+    }
+
+    fn instantiate(&self, name: &str) -> Result<Guest> {
+        // Read on every request, so a running host sees adds and removes at once.
+        let entry = self.registry.get(name)?;
+        let pre = self.runtime.load(
+            &entry.sha256,
+            &self.registry.compiled_path(&entry.sha256, &self.engine),
+            &self.registry.wasm_path(&entry.sha256),
+        )?;
+        self.runtime.instantiate(name, &pre)
+    }
+}
+
+/// [`Plugins::bind`] on a blocking thread; an empty chain costs nothing.
+pub async fn bind_chain(
+    plugins: &Arc<Plugins>,
+    transforms: &[Transform],
+    input: SchemaRef,
+) -> Result<Chain> {
+    if transforms.is_empty() {
+        return Ok(Chain::new(input, Vec::new()));
+    }
+    let (plugins, transforms) = (plugins.clone(), transforms.to_vec());
+    crate::engines::blocking(move || plugins.bind(&transforms, input)).await
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

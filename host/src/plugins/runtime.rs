@@ -1,0 +1,357 @@
+//! The wasmtime side: one engine per process, each component compiled once and
+//! kept as an `InstancePre`, and a fresh sandboxed Store for every bound plugin.
+//! Every call into a guest runs under a deadline (epoch interruption) and a
+//! memory cap; whatever goes wrong becomes an error naming the plugin.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker, ResourceAny};
+use wasmtime::{Engine, Store, Trap};
+
+use super::sandbox::GuestState;
+use crate::error::{Error, Result};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "transform-plugin",
+});
+
+use exports::floe::plugin::transform::{Description, Error as GuestError, Kind};
+
+/// A kind as the registry and `host plugins list` spell it.
+pub fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Transform => "transform",
+        Kind::Filter => "filter",
+    }
+}
+
+/// The interface a plugin must export, as named in errors.
+pub const INTERFACE: &str = "floe:plugin/transform@0.1.0";
+
+/// How often the epoch advances: the granularity of the deadline.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Per-call sandbox limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub deadline: Duration,
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(10),
+            memory_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    limits: Limits,
+    /// Ready-to-instantiate components by the sha256 of their bytes.
+    loaded: Mutex<HashMap<String, TransformPluginPre<GuestState>>>,
+}
+
+impl Runtime {
+    pub fn new(limits: Limits) -> Result<Self> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|err| wasm_error("starting wasmtime", err))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|err| wasm_error("linking WASI", err))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("floe-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .context("starting the plugin deadline timer")?;
+        Ok(Self {
+            engine,
+            linker,
+            limits,
+            loaded: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Which precompiled artifacts this engine can load (wasmtime version and settings).
+    pub fn compatibility(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    }
+
+    /// Validate `wasm` as a floe plugin component; returns the precompiled form.
+    pub fn compile(&self, wasm: &[u8]) -> Result<(Vec<u8>, TransformPluginPre<GuestState>)> {
+        check_header(wasm)?;
+        let component = Component::new(&self.engine, wasm)
+            .map_err(|err| Error::invalid(format!("not a valid WebAssembly component: {err:#}")))?;
+        let pre = self.prepare(&component)?;
+        let compiled = component
+            .serialize()
+            .map_err(|err| wasm_error("precompiling the component", err))?;
+        Ok((compiled, pre))
+    }
+
+    fn prepare(&self, component: &Component) -> Result<TransformPluginPre<GuestState>> {
+        let pre = self.linker.instantiate_pre(component).map_err(|err| {
+            Error::invalid(format!(
+                "the component imports more than WASI offers a floe plugin: {err:#}"
+            ))
+        })?;
+        TransformPluginPre::new(pre).map_err(|err| {
+            Error::invalid(format!(
+                "the component does not export {INTERFACE} (world transform-plugin in \
+                 wit/transform.wit): {err:#}"
+            ))
+        })
+    }
+
+    /// The component with these bytes' sha256, loaded once per process from its
+    /// precompiled file (or compiled from its .wasm when that is missing or stale).
+    pub fn load(
+        &self,
+        sha256: &str,
+        compiled: &Path,
+        wasm: &Path,
+    ) -> Result<TransformPluginPre<GuestState>> {
+        if let Some(pre) = self.loaded.lock().expect("plugin cache lock").get(sha256) {
+            return Ok(pre.clone());
+        }
+        // Safety: the registry writes precompiled files itself, from this engine's
+        // `Component::serialize`; wasmtime checks the version and settings.
+        let pre = match unsafe { Component::deserialize_file(&self.engine, compiled) } {
+            Ok(component) => self.prepare(&component)?,
+            Err(err) => {
+                tracing::info!(sha256, %err, "compiling the plugin again (no usable precompiled file)");
+                let bytes =
+                    std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+                let (serialized, pre) = self.compile(&bytes)?;
+                if let Err(err) = super::registry::write_atomically(compiled, &serialized) {
+                    tracing::warn!(%err, "could not keep the precompiled plugin");
+                }
+                pre
+            }
+        };
+        self.loaded
+            .lock()
+            .expect("plugin cache lock")
+            .insert(sha256.to_string(), pre.clone());
+        Ok(pre)
+    }
+
+    /// A fresh instance of a plugin in its own sandboxed Store.
+    pub fn instantiate(&self, name: &str, pre: &TransformPluginPre<GuestState>) -> Result<Guest> {
+        let mut store = Store::new(&self.engine, GuestState::new(self.limits));
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(self.deadline_ticks());
+        let plugin = pre.instantiate(&mut store).map_err(|err| {
+            let printed = log_output(name, &mut store);
+            call_error(name, "instantiate", &mut store, &printed, err)
+        })?;
+        Ok(Guest {
+            name: name.to_string(),
+            store,
+            plugin,
+            deadline_ticks: self.deadline_ticks(),
+        })
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        (self.limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+    }
+}
+
+/// One instance of a plugin: the calls the contract offers, each under the deadline.
+pub struct Guest {
+    name: String,
+    store: Store<GuestState>,
+    plugin: TransformPlugin,
+    deadline_ticks: u64,
+}
+
+impl Guest {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn describe(&mut self) -> Result<Description> {
+        self.call("describe", |plugin, store| {
+            plugin.floe_plugin_transform().call_describe(store).map(Ok)
+        })
+    }
+
+    pub fn bind(&mut self, input_schema: &[u8], args: &str) -> Result<ResourceAny> {
+        self.call("bind", |plugin, store| {
+            plugin
+                .floe_plugin_transform()
+                .instance()
+                .call_bind(store, input_schema, args)
+        })
+    }
+
+    pub fn output_schema(&mut self, instance: ResourceAny) -> Result<Vec<u8>> {
+        self.call("output-schema", |plugin, store| {
+            plugin
+                .floe_plugin_transform()
+                .instance()
+                .call_output_schema(store, instance)
+                .map(Ok)
+        })
+    }
+
+    pub fn process(&mut self, instance: ResourceAny, batch: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.call("process", |plugin, store| {
+            plugin
+                .floe_plugin_transform()
+                .instance()
+                .call_process(store, instance, batch)
+        })
+    }
+
+    pub fn finish(&mut self, instance: ResourceAny) -> Result<Option<Vec<u8>>> {
+        self.call("finish", |plugin, store| {
+            plugin
+                .floe_plugin_transform()
+                .instance()
+                .call_finish(store, instance)
+        })
+    }
+
+    fn call<R>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(
+            &TransformPlugin,
+            &mut Store<GuestState>,
+        ) -> wasmtime::Result<Result<R, GuestError>>,
+    ) -> Result<R> {
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let outcome = f(&self.plugin, &mut self.store);
+        let printed = log_output(&self.name, &mut self.store);
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(guest_error(&self.name, what, err)),
+            Err(err) => Err(call_error(&self.name, what, &mut self.store, &printed, err)),
+        }
+    }
+}
+
+/// Pass what the guest printed during a call to the host log, one line per event.
+fn log_output(name: &str, store: &mut Store<GuestState>) -> String {
+    let (text, dropped) = store.data().output.take();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        tracing::info!(plugin = name, "guest: {line}");
+    }
+    if dropped > 0 {
+        tracing::info!(
+            plugin = name,
+            "guest: … {dropped} more bytes of output dropped"
+        );
+    }
+    text
+}
+
+fn guest_error(name: &str, what: &str, err: GuestError) -> Error {
+    match err {
+        GuestError::InvalidArgs(msg) => {
+            Error::invalid(format!("plugin '{name}': invalid args: {msg}"))
+        }
+        GuestError::UnsupportedSchema(msg) => {
+            Error::invalid(format!("plugin '{name}': unsupported input schema: {msg}"))
+        }
+        GuestError::Failed(msg) => {
+            Error::internal(format!("plugin '{name}' failed in {what}: {msg}"))
+        }
+    }
+}
+
+/// A trap, a timeout or a memory failure, told apart and named.
+fn call_error(
+    name: &str,
+    what: &str,
+    store: &mut Store<GuestState>,
+    printed: &str,
+    err: wasmtime::Error,
+) -> Error {
+    let deadline = store.data().deadline;
+    let cap = &mut store.data_mut().limits;
+    if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return Error::DeadlineExceeded(format!(
+            "plugin '{name}' exceeded its deadline of {:?} in {what}",
+            deadline
+        ));
+    }
+    if let Some(desired) = cap.refused.take() {
+        return Error::ResourceExhausted(format!(
+            "plugin '{name}' exceeded its memory limit of {} MiB in {what} (it asked for {} MiB)",
+            cap.bytes >> 20,
+            desired >> 20
+        ));
+    }
+    tracing::debug!(plugin = name, error = ?err, "guest call failed");
+    let cause = match err.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => err
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    Error::internal(format!(
+        "plugin '{name}' crashed in {what}: {cause}{}",
+        panic_message(printed)
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default()
+    ))
+}
+
+/// What a Rust guest printed when it panicked: "panicked at <where>:" and the message.
+fn panic_message(printed: &str) -> Option<String> {
+    let mut lines = printed.lines();
+    let at = lines.find(|l| l.contains("panicked at"))?;
+    let at = at.split("panicked at").nth(1).unwrap_or(at).trim();
+    Some(match lines.next() {
+        Some(message) => format!("panicked at {at} {}", message.trim()),
+        None => format!("panicked at {at}"),
+    })
+}
+
+fn check_header(wasm: &[u8]) -> Result<()> {
+    match wasm.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(Error::invalid(
+            "a core WebAssembly module, not a component: build plugins for wasm32-wasip2 \
+             (or wrap the module with `wasm-tools component new`)",
+        )),
+        Some([0, b'a', b's', b'm', ..]) => Ok(()),
+        _ => Err(Error::invalid(
+            "not a WebAssembly file (it does not start with \\0asm)",
+        )),
+    }
+}
+
+fn wasm_error(context: &str, err: wasmtime::Error) -> Error {
+    Error::internal(format!("{context}: {err:#}"))
+}
+
+use crate::error::Context as _;
