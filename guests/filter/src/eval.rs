@@ -192,9 +192,8 @@ fn to_array(value: Value, data_type: Option<&DataType>, rows: usize) -> Result<A
         },
     };
     match data_type {
-        Some(t) if t != natural.data_type() => {
-            cast(&natural, t).map_err(|_| format!("cannot compare a {t} column with {literal:?}"))
-        }
+        Some(t) if t != natural.data_type() => cast(&natural, t)
+            .map_err(|err| format!("cannot compare a {t} column with {literal:?}: {err}")),
         _ => Ok(natural),
     }
 }
