@@ -52,6 +52,10 @@ impl GuestInstance for Bound {
         self.input_schema.clone()
     }
 
+    fn input_columns(&self) -> Option<Vec<String>> {
+        None
+    }
+
     fn process(&self, batch: Vec<u8>) -> Result<Option<Vec<u8>>, Error> {
         match self.mode.as_str() {
             "loop" => {

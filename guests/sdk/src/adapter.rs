@@ -50,6 +50,10 @@ impl<P: Plugin> wit::GuestInstance for Bound<P> {
         self.output_schema.clone()
     }
 
+    fn input_columns(&self) -> Option<Vec<String>> {
+        self.plugin.borrow().input_columns()
+    }
+
     fn process(&self, batch: Vec<u8>) -> Result<Option<Vec<u8>>, wit::Error> {
         let batch = ipc::decode_batch(batch).map_err(failed)?;
         let output = self.plugin.borrow_mut().process(batch).map_err(into_wit)?;

@@ -102,6 +102,12 @@ pub trait Plugin: Sized + 'static {
     /// The schema of every batch [`Plugin::process`] and [`Plugin::finish`] return.
     fn output_schema(&self) -> SchemaRef;
 
+    /// The input columns this plugin reads, if not all: the host then reads
+    /// only those and binds again with the narrower schema (projection pushdown).
+    fn input_columns(&self) -> Option<Vec<String>> {
+        None
+    }
+
     /// One batch in; a batch out, or `None` to drop it.
     fn process(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>>;
 

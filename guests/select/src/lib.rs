@@ -22,6 +22,8 @@ struct Args {
 
 struct Select {
     indices: Vec<usize>,
+    /// The input columns this selection reads.
+    needed: Vec<String>,
     schema: SchemaRef,
 }
 
@@ -55,10 +57,19 @@ impl Plugin for Select {
                 kept
             }
         };
+        // What a narrower input must still hold for a second bind to agree:
+        // the kept columns, and those dropped by plain name.
+        let mut needed: Vec<usize> = Vec::new();
         for pattern in &args.drop {
             let dropped = matches(pattern, &names)?;
+            if !is_glob(pattern) {
+                needed.extend(&dropped);
+            }
             indices.retain(|i| !dropped.contains(i));
         }
+        needed.extend(&indices);
+        needed.sort_unstable();
+        needed.dedup();
         for old in args.rename.keys() {
             if !indices.iter().any(|&i| names[i] == old) {
                 return Err(Error::UnsupportedSchema(format!(
@@ -77,11 +88,21 @@ impl Plugin for Select {
             })
             .collect();
         let schema = Arc::new(Schema::new_with_metadata(fields, input.metadata().clone()));
-        Ok(Select { indices, schema })
+        let needed = needed.iter().map(|&i| names[i].to_string()).collect();
+        Ok(Select {
+            indices,
+            needed,
+            schema,
+        })
     }
 
     fn output_schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    /// Only the kept columns need reading.
+    fn input_columns(&self) -> Option<Vec<String>> {
+        Some(self.needed.clone())
     }
 
     fn process(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
@@ -96,23 +117,27 @@ impl Plugin for Select {
 
 /// The indices of the columns a name or glob selects, in table order.
 fn matches(pattern: &str, names: &[&str]) -> Result<Vec<usize>> {
-    let is_glob = pattern.contains(['*', '?']);
+    let globbed = is_glob(pattern);
     let found: Vec<usize> = (0..names.len())
         .filter(|&i| {
-            if is_glob {
+            if globbed {
                 glob(pattern, names[i])
             } else {
                 pattern == names[i]
             }
         })
         .collect();
-    if found.is_empty() && !is_glob {
+    if found.is_empty() && !globbed {
         return Err(Error::UnsupportedSchema(format!(
             "no column {pattern:?} (columns: {})",
             names.join(", ")
         )));
     }
     Ok(found)
+}
+
+fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?'])
 }
 
 /// `*` matches any run of characters, `?` one character.

@@ -17,6 +17,8 @@ pub struct Stage {
     guest: Guest,
     instance: ResourceAny,
     output_schema: SchemaRef,
+    /// The input columns the plugin reads, when not all.
+    input_columns: Option<Vec<String>>,
 }
 
 impl Stage {
@@ -25,10 +27,12 @@ impl Stage {
         let instance = guest.bind(&schema, args)?;
         let bytes = guest.output_schema(instance)?;
         let output_schema = ipc::decode_schema(bytes).map_err(|err| malformed(&guest, err))?;
+        let input_columns = guest.input_columns(instance)?;
         Ok(Self {
             guest,
             instance,
             output_schema,
+            input_columns,
         })
     }
 
@@ -80,8 +84,18 @@ impl Chain {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.stages.is_empty()
+    /// No plugins: batches pass through as they are.
+    pub fn empty(schema: SchemaRef) -> Self {
+        Self::new(schema, Vec::new())
+    }
+
+    /// The input columns the first plugin reads, when it names fewer than all:
+    /// a read can then scan only those (and bind the chain again to them).
+    pub fn input_columns(&self) -> Option<Vec<String>> {
+        let wanted = self.stages.first()?.input_columns.clone()?;
+        let narrower = wanted.len() < self.input_schema.fields().len()
+            && wanted.iter().all(|c| self.input_schema.field_with_name(c).is_ok());
+        narrower.then_some(wanted)
     }
 
     pub fn output_schema(&self) -> SchemaRef {

@@ -120,7 +120,7 @@ pub async fn bind_chain(
     input: SchemaRef,
 ) -> Result<Chain> {
     if transforms.is_empty() {
-        return Ok(Chain::new(input, Vec::new()));
+        return Ok(Chain::empty(input));
     }
     let (plugins, transforms) = (plugins.clone(), transforms.to_vec());
     crate::engines::blocking(move || plugins.bind(&transforms, input)).await

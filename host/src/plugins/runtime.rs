@@ -219,6 +219,16 @@ impl Guest {
         })
     }
 
+    pub fn input_columns(&mut self, instance: ResourceAny) -> Result<Option<Vec<String>>> {
+        self.call("input-columns", |plugin, store| {
+            plugin
+                .floe_plugin_transform()
+                .instance()
+                .call_input_columns(store, instance)
+                .map(Ok)
+        })
+    }
+
     pub fn process(&mut self, instance: ResourceAny, batch: &[u8]) -> Result<Option<Vec<u8>>> {
         self.call("process", |plugin, store| {
             plugin
