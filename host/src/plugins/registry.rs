@@ -171,3 +171,58 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         })
         .context(format!("writing {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, sha256: &str) -> Entry {
+        Entry {
+            name: name.into(),
+            sha256: sha256.into(),
+            size: 4,
+            added_at: Utc::now(),
+            describe: Description {
+                name: "p".into(),
+                version: "1".into(),
+                kind: "filter".into(),
+                description: "d".into(),
+                args_schema: serde_json::json!({"type": "object"}),
+            },
+        }
+    }
+
+    #[test]
+    fn names_are_plain() {
+        for good in ["select", "my-filter_2"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "../x", "a/b", "1st", "a b", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn files_stay_while_another_name_uses_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new(dir.path());
+        assert!(registry.list().unwrap().is_empty());
+        for name in ["a", "b"] {
+            registry
+                .insert(&entry(name, "abc"), b"wasm", b"compiled", "e1")
+                .unwrap();
+        }
+        let names: Vec<_> = registry.list().unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["a", "b"]);
+
+        registry.remove("a").unwrap();
+        assert!(registry.wasm_path("abc").exists(), "b still uses the component");
+        registry.remove("b").unwrap();
+        assert!(!registry.wasm_path("abc").exists());
+        assert!(!registry.compiled_path("abc", "e1").exists());
+
+        let err = registry.get("a").unwrap_err();
+        assert!(matches!(err, Error::NotFound(_)), "{err}");
+        assert!(err.to_string().contains("unknown plugin 'a'"), "{err}");
+    }
+}

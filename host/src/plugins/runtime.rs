@@ -365,3 +365,33 @@ fn wasm_error(context: &str, err: wasmtime::Error) -> Error {
 }
 
 use crate::error::Context as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_components_get_past_the_header() {
+        let msg = |bytes: &[u8]| check_header(bytes).unwrap_err().to_string();
+        assert!(msg(b"hello world").contains("not a WebAssembly file"));
+        assert!(msg(b"\0asm\x01\0\0\0").contains("core WebAssembly module"));
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    #[test]
+    fn garbage_after_a_component_header_is_refused_by_wasmtime() {
+        let runtime = Runtime::new(Limits::default()).unwrap();
+        let err = runtime.compile(b"\0asm\x0d\0\x01\0garbage").err().unwrap();
+        assert!(err.to_string().contains("not a valid WebAssembly component"), "{err}");
+    }
+
+    #[test]
+    fn a_rust_panic_message_is_found_in_guest_output() {
+        let printed = "\nthread '<unnamed>' panicked at src/lib.rs:3:5:\nboom\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(
+            panic_message(printed).as_deref(),
+            Some("panicked at src/lib.rs:3:5: boom")
+        );
+        assert_eq!(panic_message("just logging"), None);
+    }
+}
