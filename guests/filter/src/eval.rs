@@ -9,7 +9,7 @@ use floe_sdk::arrow_array::{
     Array, ArrayRef, BooleanArray, Datum, Float64Array, Int64Array, NullArray, RecordBatch, Scalar,
     StringArray, new_null_array,
 };
-use floe_sdk::arrow_schema::DataType;
+use floe_sdk::arrow_schema::{DataType, Schema};
 
 use crate::parse::{Cmp, Expr, Literal};
 
@@ -86,17 +86,22 @@ fn clone(value: &Value) -> Value {
     }
 }
 
-/// A column by name: exact first, then ignoring case (as SQL does).
-fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef, String> {
-    let schema = batch.schema();
-    let index = schema.index_of(name).ok().or_else(|| {
+/// A column's name as the schema spells it: exact first, then ignoring case (as SQL does).
+pub fn resolve(schema: &Schema, name: &str) -> Option<String> {
+    let field = schema.field_with_name(name).ok().or_else(|| {
         schema
             .fields()
             .iter()
-            .position(|f| f.name().eq_ignore_ascii_case(name))
-    });
-    match index {
-        Some(i) => Ok(batch.column(i).clone()),
+            .map(|f| f.as_ref())
+            .find(|f| f.name().eq_ignore_ascii_case(name))
+    })?;
+    Some(field.name().clone())
+}
+
+fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef, String> {
+    let schema = batch.schema();
+    match resolve(&schema, name) {
+        Some(resolved) => Ok(batch.column_by_name(&resolved).expect("resolved").clone()),
         None => Err(format!(
             "no column {name:?} (columns: {})",
             schema

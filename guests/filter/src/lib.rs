@@ -5,15 +5,15 @@
 //! columns and literals (numbers, 'strings', TRUE/FALSE, NULL), with SQL's
 //! three-valued logic: a row is kept only when the predicate is true, not
 //! false or null. The predicate is parsed once, at bind, and checked against
-//! the schema; each batch is then one pass of Arrow kernels.
+//! the schema; each batch is then one pass of Arrow kernels over just the
+//! columns the predicate names, and the host applies the resulting mask.
 
 mod eval;
 mod parse;
 
-use floe_sdk::arrow_array::RecordBatch;
 use floe_sdk::prelude::*;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct Args {
     predicate: String,
@@ -21,13 +21,13 @@ struct Args {
 
 struct Filter {
     predicate: parse::Expr,
-    schema: SchemaRef,
+    /// The columns the predicate reads, as the schema names them.
+    columns: Vec<String>,
 }
 
-impl Plugin for Filter {
+impl RowFilter for Filter {
     type Args = Args;
     const NAME: &str = "filter";
-    const KIND: Kind = Kind::Filter;
     const DESCRIPTION: &str =
         "Keep rows where a SQL-like predicate is true (comparisons, IN, IS NULL, AND/OR/NOT).";
     const ARGS_SCHEMA: &str = r#"{
@@ -44,21 +44,21 @@ impl Plugin for Filter {
         // Evaluate once on no rows: unknown columns and impossible comparisons fail here.
         eval::mask(&predicate, &RecordBatch::new_empty(input.clone()))
             .map_err(Error::UnsupportedSchema)?;
-        Ok(Filter {
-            predicate,
-            schema: input,
-        })
+        let columns = predicate
+            .columns()
+            .iter()
+            .filter_map(|name| eval::resolve(&input, name))
+            .collect();
+        Ok(Filter { predicate, columns })
     }
 
-    fn output_schema(&self) -> SchemaRef {
-        self.schema.clone()
+    fn columns(&self) -> Option<Vec<String>> {
+        Some(self.columns.clone())
     }
 
-    fn process(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
-        let mask = eval::mask(&self.predicate, &batch).map_err(Error::Failed)?;
-        let kept = arrow_select::filter::filter_record_batch(&batch, &mask)?;
-        Ok((kept.num_rows() > 0).then_some(kept))
+    fn keep(&mut self, batch: &RecordBatch) -> Result<BooleanArray> {
+        eval::mask(&self.predicate, batch).map_err(Error::Failed)
     }
 }
 
-floe_sdk::export_plugin!(Filter);
+floe_sdk::export_filter!(Filter);

@@ -46,6 +46,33 @@ pub enum Expr {
     Not(Box<Expr>),
 }
 
+impl Expr {
+    /// Every column the expression names, once each, in order of appearance.
+    pub fn columns(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        self.visit(&mut |name| {
+            if !names.contains(&name) {
+                names.push(name)
+            }
+        });
+        names
+    }
+
+    fn visit<'a>(&'a self, f: &mut impl FnMut(&'a str)) {
+        match self {
+            Expr::Column(name) => f(name),
+            Expr::Literal(_) => {}
+            Expr::Compare(l, _, r) | Expr::And(l, r) | Expr::Or(l, r) => {
+                l.visit(f);
+                r.visit(f);
+            }
+            Expr::InList { expr, .. } | Expr::IsNull { expr, .. } | Expr::Not(expr) => {
+                expr.visit(f)
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Token {
     Word(String),

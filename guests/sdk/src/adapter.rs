@@ -1,47 +1,162 @@
-//! The WIT exports, implemented once for every [`Plugin`].
+//! The WIT exports, implemented once: [`Adapter`] over a [`Component`], which
+//! is either a [`Plugin`] ([`Transform`]) or a [`RowFilter`] ([`Filter`]).
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{Field, Schema, SchemaRef};
 
 use crate::bindings::exports::floe::plugin::transform as wit;
-use crate::{Error, Kind, Plugin, RecordBatch, ipc};
+use crate::{Error, Plugin, Result, RowFilter, ipc};
 
-/// The type [`export_plugin!`](crate::export_plugin) exports for a plugin `P`.
-pub struct Adapter<P>(PhantomData<P>);
-
-/// A bound plugin: one per ticket.
-pub struct Bound<P> {
-    plugin: RefCell<P>,
-    output_schema: Vec<u8>,
+/// What the adapter needs of a plugin, whichever trait it implements.
+pub trait Component: Sized + 'static {
+    fn describe() -> wit::Description;
+    fn bind(input: SchemaRef, args: &str) -> Result<Self>;
+    fn output_schema(&self) -> SchemaRef;
+    fn input_columns(&self) -> Option<Vec<String>>;
+    fn process(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>>;
+    fn finish(&mut self) -> Result<Option<RecordBatch>>;
 }
 
-impl<P: Plugin> wit::Guest for Adapter<P> {
-    type Instance = Bound<P>;
+fn parse_args<A: serde::de::DeserializeOwned>(args: &str) -> Result<A> {
+    let args = if args.trim().is_empty() { "{}" } else { args };
+    serde_json::from_str(args).map_err(|err| Error::InvalidArgs(err.to_string()))
+}
 
+/// A [`Plugin`] as a component.
+pub struct Transform<P>(P);
+
+impl<P: Plugin> Component for Transform<P> {
     fn describe() -> wit::Description {
-        wit::Description {
-            name: P::NAME.to_string(),
-            version: P::VERSION.to_string(),
-            kind: match P::KIND {
-                Kind::Transform => wit::Kind::Transform,
-                Kind::Filter => wit::Kind::Filter,
-            },
-            description: P::DESCRIPTION.to_string(),
-            args_schema: P::ARGS_SCHEMA.to_string(),
-        }
+        description(
+            P::NAME,
+            P::VERSION,
+            wit::Kind::Transform,
+            P::DESCRIPTION,
+            P::ARGS_SCHEMA,
+        )
+    }
+    fn bind(input: SchemaRef, args: &str) -> Result<Self> {
+        P::bind(input, parse_args(args)?).map(Transform)
+    }
+    fn output_schema(&self) -> SchemaRef {
+        self.0.output_schema()
+    }
+    fn input_columns(&self) -> Option<Vec<String>> {
+        self.0.input_columns()
+    }
+    fn process(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        self.0.process(batch)
+    }
+    fn finish(&mut self) -> Result<Option<RecordBatch>> {
+        self.0.finish()
     }
 }
 
-impl<P: Plugin> wit::GuestInstance for Bound<P> {
+/// A [`RowFilter`] as a component: bound to just the columns it reads, it
+/// answers each batch with a one-column boolean batch (the contract for filters).
+pub struct Filter<F> {
+    filter: F,
+    input: SchemaRef,
+    columns: Option<Vec<String>>,
+}
+
+impl<F: RowFilter> Component for Filter<F> {
+    fn describe() -> wit::Description {
+        description(
+            F::NAME,
+            F::VERSION,
+            wit::Kind::Filter,
+            F::DESCRIPTION,
+            F::ARGS_SCHEMA,
+        )
+    }
+    fn bind(input: SchemaRef, args: &str) -> Result<Self> {
+        let args: F::Args = parse_args(args)?;
+        let filter = F::bind(input.clone(), args.clone())?;
+        let Some(columns) = filter.columns() else {
+            return Ok(Filter {
+                filter,
+                input,
+                columns: None,
+            });
+        };
+        let indices = columns
+            .iter()
+            .map(|c| input.index_of(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| Error::Failed(format!("columns() names a missing column: {err}")))?;
+        let mut indices = indices;
+        indices.sort_unstable();
+        indices.dedup();
+        let narrow = Arc::new(input.project(&indices)?);
+        let columns = narrow.fields().iter().map(|f| f.name().clone()).collect();
+        Ok(Filter {
+            filter: F::bind(narrow, args)?,
+            input,
+            columns: Some(columns),
+        })
+    }
+    fn output_schema(&self) -> SchemaRef {
+        self.input.clone()
+    }
+    fn input_columns(&self) -> Option<Vec<String>> {
+        self.columns.clone()
+    }
+    fn process(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        let keep: ArrayRef = Arc::new(self.filter.keep(&batch)?);
+        let schema = Schema::new(vec![Field::new("keep", keep.data_type().clone(), true)]);
+        Ok(Some(RecordBatch::try_new(Arc::new(schema), vec![keep])?))
+    }
+    fn finish(&mut self) -> Result<Option<RecordBatch>> {
+        Ok(None)
+    }
+}
+
+fn description(
+    name: &str,
+    version: &str,
+    kind: wit::Kind,
+    text: &str,
+    args: &str,
+) -> wit::Description {
+    wit::Description {
+        name: name.to_string(),
+        version: version.to_string(),
+        kind,
+        description: text.to_string(),
+        args_schema: args.to_string(),
+    }
+}
+
+/// The type the export macros export for a component `C`.
+pub struct Adapter<C>(PhantomData<C>);
+
+/// A bound component: one per ticket.
+pub struct Bound<C> {
+    component: RefCell<C>,
+    output_schema: Vec<u8>,
+}
+
+impl<C: Component> wit::Guest for Adapter<C> {
+    type Instance = Bound<C>;
+
+    fn describe() -> wit::Description {
+        C::describe()
+    }
+}
+
+impl<C: Component> wit::GuestInstance for Bound<C> {
     fn bind(input_schema: Vec<u8>, args: String) -> Result<wit::Instance, wit::Error> {
         let input = ipc::decode_schema(input_schema)
             .map_err(|err| wit::Error::Failed(format!("the input schema is unreadable: {err}")))?;
-        let args: P::Args = serde_json::from_str(if args.trim().is_empty() { "{}" } else { &args })
-            .map_err(|err| wit::Error::InvalidArgs(err.to_string()))?;
-        let plugin = P::bind(input, args).map_err(into_wit)?;
-        let output_schema = ipc::encode_schema(&plugin.output_schema()).map_err(failed)?;
+        let component = C::bind(input, &args).map_err(into_wit)?;
+        let output_schema = ipc::encode_schema(&component.output_schema()).map_err(failed)?;
         Ok(wit::Instance::new(Bound {
-            plugin: RefCell::new(plugin),
+            component: RefCell::new(component),
             output_schema,
         }))
     }
@@ -51,17 +166,21 @@ impl<P: Plugin> wit::GuestInstance for Bound<P> {
     }
 
     fn input_columns(&self) -> Option<Vec<String>> {
-        self.plugin.borrow().input_columns()
+        self.component.borrow().input_columns()
     }
 
     fn process(&self, batch: Vec<u8>) -> Result<Option<Vec<u8>>, wit::Error> {
         let batch = ipc::decode_batch(batch).map_err(failed)?;
-        let output = self.plugin.borrow_mut().process(batch).map_err(into_wit)?;
+        let output = self
+            .component
+            .borrow_mut()
+            .process(batch)
+            .map_err(into_wit)?;
         encode(output)
     }
 
     fn finish(&self) -> Result<Option<Vec<u8>>, wit::Error> {
-        encode(self.plugin.borrow_mut().finish().map_err(into_wit)?)
+        encode(self.component.borrow_mut().finish().map_err(into_wit)?)
     }
 }
 

@@ -1,8 +1,10 @@
 //! Write a floe transform plugin as a trait over Arrow [`RecordBatch`]es.
 //!
-//! The host and the plugin exchange Arrow IPC bytes over the `floe:plugin`
-//! WIT contract (`wit/transform.wit`); this crate hides that plumbing. A plugin
-//! implements [`Plugin`] and exports itself with [`export_plugin!`]:
+//! The host and the plugin exchange Arrow IPC bytes over the `floe:plugin` WIT
+//! contract (`wit/transform.wit`); this crate hides that plumbing. A plugin
+//! implements [`Plugin`] (batches in, batches out) and exports itself with
+//! [`export_plugin!`], or implements [`RowFilter`] (a mask per batch) and
+//! exports itself with [`export_filter!`]:
 //!
 //! ```ignore
 //! use floe_sdk::prelude::*;
@@ -38,9 +40,9 @@ pub use serde;
 pub use serde_json;
 
 #[doc(hidden)]
-pub use adapter::Adapter;
+pub use adapter::{Adapter, Filter, Transform};
 
-pub use arrow_array::RecordBatch;
+pub use arrow_array::{BooleanArray, RecordBatch};
 pub use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
 #[doc(hidden)]
@@ -52,15 +54,6 @@ pub mod bindings {
         export_macro_name: "export_bindings",
         default_bindings_module: "floe_sdk::bindings",
     });
-}
-
-/// What a plugin does, as `host plugins list` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Changes columns or values.
-    Transform,
-    /// Only drops rows: the output schema is the input schema.
-    Filter,
 }
 
 /// A plugin's error; the host reports it to the client with the plugin's name.
@@ -83,7 +76,7 @@ impl From<ArrowError> for Error {
 }
 
 /// A transform over a stream of record batches, bound to one input schema and
-/// one set of arguments (one instance per ticket).
+/// one set of arguments (one instance per ticket). Export it with [`export_plugin!`].
 pub trait Plugin: Sized + 'static {
     /// The JSON arguments, parsed with serde (unknown fields should be refused:
     /// use `#[serde(deny_unknown_fields)]`).
@@ -91,7 +84,6 @@ pub trait Plugin: Sized + 'static {
 
     const NAME: &str;
     const VERSION: &str = "0.1.0";
-    const KIND: Kind = Kind::Transform;
     const DESCRIPTION: &str;
     /// A JSON Schema for [`Plugin::Args`], shown by `host plugins inspect`.
     const ARGS_SCHEMA: &str;
@@ -117,11 +109,45 @@ pub trait Plugin: Sized + 'static {
     }
 }
 
+/// A row filter: it says which rows to keep and the host does the rest. It sees
+/// only the [`RowFilter::columns`] it reads, so only those cross into the guest
+/// and only a mask comes back. Export it with [`export_filter!`].
+pub trait RowFilter: Sized + 'static {
+    /// The JSON arguments (parsed twice when [`RowFilter::columns`] narrows the input).
+    type Args: serde::de::DeserializeOwned + Clone;
+
+    const NAME: &str;
+    const VERSION: &str = "0.1.0";
+    const DESCRIPTION: &str;
+    const ARGS_SCHEMA: &str;
+
+    /// Check the arguments against the input schema. When [`RowFilter::columns`]
+    /// names some, the filter is bound again to a schema of just those.
+    fn bind(input: SchemaRef, args: Self::Args) -> Result<Self>;
+
+    /// The columns the filter reads, if not all.
+    fn columns(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    /// True for each row to keep (null counts as false).
+    fn keep(&mut self, batch: &RecordBatch) -> Result<BooleanArray>;
+}
+
 /// Export a [`Plugin`] as the component's `floe:plugin/transform` interface.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
-        type __FloePluginAdapter = $crate::Adapter<$plugin>;
+        type __FloePluginAdapter = $crate::Adapter<$crate::Transform<$plugin>>;
+        $crate::bindings::export_bindings!(__FloePluginAdapter with_types_in $crate::bindings);
+    };
+}
+
+/// Export a [`RowFilter`] as the component's `floe:plugin/transform` interface.
+#[macro_export]
+macro_rules! export_filter {
+    ($filter:ty) => {
+        type __FloePluginAdapter = $crate::Adapter<$crate::Filter<$filter>>;
         $crate::bindings::export_bindings!(__FloePluginAdapter with_types_in $crate::bindings);
     };
 }
@@ -129,8 +155,8 @@ macro_rules! export_plugin {
 /// What most plugins need.
 pub mod prelude {
     pub use crate::{
-        DataType, Error, Field, Kind, Plugin, RecordBatch, Result, Schema, SchemaRef, arrow_array,
-        arrow_schema, serde, serde_json,
+        BooleanArray, DataType, Error, Field, Plugin, RecordBatch, Result, RowFilter, Schema,
+        SchemaRef, arrow_array, arrow_schema, serde, serde_json,
     };
     pub use serde::Deserialize;
 }

@@ -92,7 +92,10 @@ pub async fn do_get(
     if plan.ticket.transforms().is_empty() {
         tracing::debug!(sql = %plan.sql, "do_get");
         let query = lakehouse.duck.query(plan.sql).await?;
-        return Ok(stream::encode(Chain::empty(query.schema), ReceiverStream::new(query.batches)));
+        return Ok(stream::encode(
+            Chain::empty(query.schema),
+            ReceiverStream::new(query.batches),
+        ));
     }
     let (sql, chain) = bind_read(lakehouse, plugins, &plan).await?;
     tracing::debug!(%sql, "do_get");

@@ -1,6 +1,7 @@
 //! A chain of bound plugins, and running one over a stream of batches.
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
@@ -12,25 +13,56 @@ use super::ipc;
 use super::runtime::Guest;
 use crate::error::{Error, Result};
 
+/// What a plugin's `process` returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Batches of its output schema.
+    Transform,
+    /// A boolean mask over the rows of the input columns it was sent (indices
+    /// into its input); the host applies the mask to the whole batch.
+    Filter { columns: Vec<usize> },
+}
+
 /// One plugin bound to its input schema and arguments.
 pub struct Stage {
     guest: Guest,
     instance: ResourceAny,
+    role: Role,
     output_schema: SchemaRef,
     /// The input columns the plugin reads, when not all.
     input_columns: Option<Vec<String>>,
 }
 
 impl Stage {
-    pub fn bind(mut guest: Guest, input: &SchemaRef, args: &str) -> Result<Self> {
+    pub fn bind(mut guest: Guest, filter: bool, input: &SchemaRef, args: &str) -> Result<Self> {
         let schema = ipc::encode_schema(input)?;
         let instance = guest.bind(&schema, args)?;
         let bytes = guest.output_schema(instance)?;
         let output_schema = ipc::decode_schema(bytes).map_err(|err| malformed(&guest, err))?;
         let input_columns = guest.input_columns(instance)?;
+        let role = if filter {
+            let columns = match &input_columns {
+                None => (0..input.fields().len()).collect(),
+                Some(names) => names
+                    .iter()
+                    .map(|name| input.index_of(name))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|err| broken(&guest, format!("input-columns: {err}")))?,
+            };
+            if output_schema != *input {
+                return Err(broken(
+                    &guest,
+                    "a filter's output schema must be its input schema".into(),
+                ));
+            }
+            Role::Filter { columns }
+        } else {
+            Role::Transform
+        };
         Ok(Self {
             guest,
             instance,
+            role,
             output_schema,
             input_columns,
         })
@@ -41,26 +73,73 @@ impl Stage {
     }
 
     fn process(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
-        let bytes = ipc::encode_batch(batch)?;
-        let output = self.guest.process(self.instance, &bytes)?;
-        output.map(|bytes| self.decode(bytes)).transpose()
+        match &self.role {
+            Role::Transform => {
+                let output = self
+                    .guest
+                    .process(self.instance, &ipc::encode_batch(batch)?)?;
+                output.map(|bytes| self.decode(bytes)).transpose()
+            }
+            Role::Filter { columns } => {
+                // Only the columns the predicate reads cross; only a mask comes back.
+                let sent = ipc::encode_batch(&batch.project(columns)?)?;
+                let Some(bytes) = self.guest.process(self.instance, &sent)? else {
+                    return Ok(None);
+                };
+                let mask = self.mask(bytes, batch.num_rows())?;
+                let kept = filter_record_batch(batch, &mask)?;
+                Ok((kept.num_rows() > 0).then_some(kept))
+            }
+        }
     }
 
     fn finish(&mut self) -> Result<Option<RecordBatch>> {
         let output = self.guest.finish(self.instance)?;
-        output.map(|bytes| self.decode(bytes)).transpose()
+        match self.role {
+            Role::Transform => output.map(|bytes| self.decode(bytes)).transpose(),
+            Role::Filter { .. } => Ok(None),
+        }
     }
 
     /// A guest's batch, held to the schema it declared.
     fn decode(&self, bytes: Vec<u8>) -> Result<RecordBatch> {
         let batch = ipc::decode_batch(bytes).map_err(|err| malformed(&self.guest, err))?;
         RecordBatch::try_new(self.output_schema.clone(), batch.columns().to_vec()).map_err(|err| {
-            Error::internal(format!(
-                "plugin '{}' returned a batch that does not match its output schema: {err}",
-                self.guest.name()
-            ))
+            broken(
+                &self.guest,
+                format!("returned a batch that does not match its output schema: {err}"),
+            )
         })
     }
+
+    /// A filter's answer: one boolean per input row.
+    fn mask(&self, bytes: Vec<u8>, rows: usize) -> Result<BooleanArray> {
+        let batch = ipc::decode_batch(bytes).map_err(|err| malformed(&self.guest, err))?;
+        match batch.columns() {
+            [mask] if mask.len() == rows => mask
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .cloned()
+                .ok_or_else(|| {
+                    broken(
+                        &self.guest,
+                        format!("returned a {} mask, not booleans", mask.data_type()),
+                    )
+                }),
+            _ => Err(broken(
+                &self.guest,
+                format!(
+                    "must return one boolean column of {rows} rows, not {} column(s) of {}",
+                    batch.num_columns(),
+                    batch.num_rows()
+                ),
+            )),
+        }
+    }
+}
+
+fn broken(guest: &Guest, what: String) -> Error {
+    Error::internal(format!("plugin '{}' {what}", guest.name()))
 }
 
 fn malformed(guest: &Guest, err: arrow::error::ArrowError) -> Error {
@@ -92,9 +171,15 @@ impl Chain {
     /// The input columns the first plugin reads, when it names fewer than all:
     /// a read can then scan only those (and bind the chain again to them).
     pub fn input_columns(&self) -> Option<Vec<String>> {
-        let wanted = self.stages.first()?.input_columns.clone()?;
+        let first = self.stages.first()?;
+        if first.role != Role::Transform {
+            return None; // a filter's columns are what it reads, not what it returns
+        }
+        let wanted = first.input_columns.clone()?;
         let narrower = wanted.len() < self.input_schema.fields().len()
-            && wanted.iter().all(|c| self.input_schema.field_with_name(c).is_ok());
+            && wanted
+                .iter()
+                .all(|c| self.input_schema.field_with_name(c).is_ok());
         narrower.then_some(wanted)
     }
 

@@ -92,16 +92,17 @@ impl Plugins {
         let mut stages = Vec::with_capacity(transforms.len());
         let mut schema = input.clone();
         for transform in transforms {
-            let guest = self.instantiate(&transform.plugin)?;
+            let (guest, entry) = self.instantiate(&transform.plugin)?;
             let args = serde_json::Value::Object(transform.args.clone()).to_string();
-            let stage = chain::Stage::bind(guest, &schema, &args)?;
+            let filter = entry.describe.kind == runtime::kind_name(runtime::Kind::Filter);
+            let stage = chain::Stage::bind(guest, filter, &schema, &args)?;
             schema = stage.output_schema();
             stages.push(stage);
         }
         Ok(Chain::new(input, stages))
     }
 
-    fn instantiate(&self, name: &str) -> Result<Guest> {
+    fn instantiate(&self, name: &str) -> Result<(Guest, Entry)> {
         // Read on every request, so a running host sees adds and removes at once.
         let entry = self.registry.get(name)?;
         let pre = self.runtime.load(
@@ -109,7 +110,7 @@ impl Plugins {
             &self.registry.compiled_path(&entry.sha256, &self.engine),
             &self.registry.wasm_path(&entry.sha256),
         )?;
-        self.runtime.instantiate(name, &pre)
+        Ok((self.runtime.instantiate(name, &pre)?, entry))
     }
 }
 

@@ -212,11 +212,19 @@ mod tests {
                 .insert(&entry(name, "abc"), b"wasm", b"compiled", "e1")
                 .unwrap();
         }
-        let names: Vec<_> = registry.list().unwrap().into_iter().map(|e| e.name).collect();
+        let names: Vec<_> = registry
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
         assert_eq!(names, ["a", "b"]);
 
         registry.remove("a").unwrap();
-        assert!(registry.wasm_path("abc").exists(), "b still uses the component");
+        assert!(
+            registry.wasm_path("abc").exists(),
+            "b still uses the component"
+        );
         registry.remove("b").unwrap();
         assert!(!registry.wasm_path("abc").exists());
         assert!(!registry.compiled_path("abc", "e1").exists());

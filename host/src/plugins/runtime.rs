@@ -19,7 +19,8 @@ wasmtime::component::bindgen!({
     world: "transform-plugin",
 });
 
-use exports::floe::plugin::transform::{Description, Error as GuestError, Kind};
+pub use exports::floe::plugin::transform::Kind;
+use exports::floe::plugin::transform::{Description, Error as GuestError};
 
 /// A kind as the registry and `host plugins list` spell it.
 pub fn kind_name(kind: Kind) -> &'static str {
@@ -382,7 +383,11 @@ mod tests {
     fn garbage_after_a_component_header_is_refused_by_wasmtime() {
         let runtime = Runtime::new(Limits::default()).unwrap();
         let err = runtime.compile(b"\0asm\x0d\0\x01\0garbage").err().unwrap();
-        assert!(err.to_string().contains("not a valid WebAssembly component"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("not a valid WebAssembly component"),
+            "{err}"
+        );
     }
 
     #[test]
