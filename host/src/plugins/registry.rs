@@ -165,9 +165,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let temporary = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
     std::fs::write(&temporary, bytes)
         .and_then(|()| std::fs::rename(&temporary, path))
-        .map_err(|err| {
+        .inspect_err(|_| {
             let _ = std::fs::remove_file(&temporary);
-            err
         })
         .context(format!("writing {}", path.display()))
 }
