@@ -116,3 +116,21 @@ fn plugin_limits(deadline_secs: Option<f64>, memory_mib: Option<usize>) -> anyho
     }
     Ok(limits)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_limits_default_and_refuse_nonsense() {
+        let limits = plugin_limits(None, None).unwrap();
+        assert_eq!(limits.deadline, std::time::Duration::from_secs(10));
+        assert_eq!(limits.memory_bytes, 256 << 20);
+        let limits = plugin_limits(Some(0.5), Some(64)).unwrap();
+        assert_eq!(limits.deadline, std::time::Duration::from_millis(500));
+        assert_eq!(limits.memory_bytes, 64 << 20);
+        for (secs, mib) in [(Some(0.0), None), (Some(f64::NAN), None), (None, Some(0))] {
+            assert!(plugin_limits(secs, mib).is_err(), "{secs:?} {mib:?}");
+        }
+    }
+}

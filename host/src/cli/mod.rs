@@ -272,6 +272,10 @@ async fn doctor(args: TableArgs) -> anyhow::Result<()> {
             .unwrap_or_default()
     );
     println!("tables:         {}", tables.len());
+    println!(
+        "plugins:        {}",
+        crate::plugins::Registry::new(&config.warehouse).list()?.len()
+    );
     Ok(())
 }
 
