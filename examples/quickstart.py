@@ -1,8 +1,9 @@
-"""floe quickstart: a fresh warehouse, a demo upload, a filtered read.
+"""floe quickstart: a fresh warehouse, a demo upload, a filtered read, WASM transforms.
 
 Run through `examples/quickstart` (which builds the host and installs the clients).
 """
 import argparse
+import subprocess
 import sys
 import tempfile
 import time
@@ -11,7 +12,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import data  # noqa: E402  (the deterministic demo generator)
-from floe_client import Client, Host  # noqa: E402
+from floe_client import HOST_BIN, TARGET_DIR, Client, Host  # noqa: E402
+
+GUESTS = TARGET_DIR / "wasm32-wasip2" / "release"  # built by tests/setup
 
 
 def main() -> None:
@@ -46,6 +49,18 @@ def main() -> None:
         print(render(summary))
         print("\nsnapshots:", [(s["operation"], s["summary"]["total-records"])
                               for s in client.action("list_snapshots", {"table": "demo.orders"})])
+
+        # WASM plugins, registered while the host runs (`host plugins add`).
+        for name in ["select", "filter", "mask"]:
+            subprocess.run([str(HOST_BIN), "plugins", "add", name, str(GUESTS / f"{name}.wasm"), "-w", str(warehouse)],
+                           check=True, capture_output=True)
+        chain = [
+            {"plugin": "select", "args": {"columns": ["id", "name", "amount"]}},
+            {"plugin": "filter", "args": {"predicate": "amount > 250 AND name IS NOT NULL"}},
+            {"plugin": "mask", "args": {"columns": ["name"], "salt": "quickstart"}},
+        ]
+        print("\nread demo.orders through WASM plugins select -> filter -> mask (first 5 rows):")
+        print(render(client.read({"table": "demo.orders", "transforms": chain}).slice(0, 5)))
     print("host stopped")
 
 
