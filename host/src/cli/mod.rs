@@ -274,7 +274,9 @@ async fn doctor(args: TableArgs) -> anyhow::Result<()> {
     println!("tables:         {}", tables.len());
     println!(
         "plugins:        {}",
-        crate::plugins::Registry::new(&config.warehouse).list()?.len()
+        crate::plugins::Registry::new(&config.warehouse)
+            .list()?
+            .len()
     );
     Ok(())
 }

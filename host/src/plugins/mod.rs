@@ -92,10 +92,18 @@ impl Plugins {
         let mut stages = Vec::with_capacity(transforms.len());
         let mut schema = input.clone();
         for transform in transforms {
+            let started = std::time::Instant::now();
             let (guest, entry) = self.instantiate(&transform.plugin)?;
+            let instantiated = started.elapsed();
             let args = serde_json::Value::Object(transform.args.clone()).to_string();
             let filter = entry.describe.kind == runtime::kind_name(runtime::Kind::Filter);
             let stage = chain::Stage::bind(guest, filter, &schema, &args)?;
+            tracing::debug!(
+                plugin = %transform.plugin,
+                instantiate_us = instantiated.as_micros() as u64,
+                bind_us = (started.elapsed() - instantiated).as_micros() as u64,
+                "plugin bound"
+            );
             schema = stage.output_schema();
             stages.push(stage);
         }
