@@ -222,3 +222,72 @@ fn as_boolean(array: &ArrayRef, expr: &Expr) -> Result<BooleanArray, String> {
         .cloned()
         .ok_or_else(|| format!("{expr:?} is a {} value, not a condition", array.data_type()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse;
+    use floe_sdk::arrow_schema::Field;
+
+    fn batch() -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new("v", DataType::Int64, true),
+            Field::new("Grp", DataType::Utf8, true),
+        ]);
+        let v: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), None, Some(600), Some(700)]));
+        let grp: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("g1"),
+            Some("g3"),
+            None,
+            Some("g3"),
+        ]));
+        RecordBatch::try_new(Arc::new(schema), vec![v, grp]).unwrap()
+    }
+
+    fn keep(predicate: &str) -> Vec<Option<bool>> {
+        mask(&parse(predicate).unwrap(), &batch())
+            .unwrap()
+            .iter()
+            .collect()
+    }
+
+    #[test]
+    fn nulls_follow_three_valued_logic() {
+        assert_eq!(
+            keep("v >= 500"),
+            [Some(false), None, Some(true), Some(true)]
+        );
+        assert_eq!(
+            keep("v >= 500 OR grp = 'g3'"),
+            [Some(false), Some(true), Some(true), Some(true)]
+        );
+        assert_eq!(
+            keep("NOT v >= 500"),
+            [Some(true), None, Some(false), Some(false)]
+        );
+        assert_eq!(
+            keep("grp NOT IN ('g1')"),
+            [Some(false), Some(true), None, Some(true)]
+        );
+        assert_eq!(
+            keep("v IS NULL"),
+            [Some(false), Some(true), Some(false), Some(false)]
+        );
+    }
+
+    #[test]
+    fn fractions_compare_integers_as_floats() {
+        assert_eq!(
+            keep("v > 600.5"),
+            [Some(false), None, Some(false), Some(true)]
+        );
+    }
+
+    #[test]
+    fn unknown_columns_and_impossible_literals_are_named() {
+        let err = mask(&parse("nope = 1").unwrap(), &batch()).unwrap_err();
+        assert!(err.contains("no column \"nope\""), "{err}");
+        let err = mask(&parse("v = 'abc'").unwrap(), &batch()).unwrap_err();
+        assert!(err.contains("cannot compare"), "{err}");
+    }
+}

@@ -164,3 +164,18 @@ fn glob(pattern: &str, name: &str) -> bool {
 }
 
 floe_sdk::export_plugin!(Select);
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn globs_match_like_a_shell() {
+        assert!(glob("l_*", "l_orderkey"));
+        assert!(glob("*key", "l_orderkey"));
+        assert!(glob("l_?ax", "l_tax"));
+        assert!(glob("*", ""));
+        assert!(!glob("l_*", "o_orderkey"));
+        assert!(!glob("l_?ax", "l_taxes"));
+    }
+}
