@@ -1,0 +1,61 @@
+"""The dbt example's flow, shared by the quickstart and the tests: load the demo data
+into a floe host over Flight, register the example WASM plugins, run dbt."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE / "jaffle_floe"
+REPO = HERE.parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+import demo_data  # noqa: E402
+from floe_client import HOST_BIN, TARGET_DIR, Client  # noqa: E402
+
+GUESTS = TARGET_DIR / "wasm32-wasip2" / "release"
+FIRST_ORDERS, MORE_ORDERS = 120_000, 30_000
+
+
+def load_demo(client: Client) -> dict:
+    """customers, orders (two uploads: two snapshots), payments. Returns the first orders snapshot."""
+    client.put({"table": "raw.customers", "mode": "overwrite"}, demo_data.customers())
+    first = client.put({"table": "raw.orders", "mode": "overwrite"}, demo_data.orders(0, FIRST_ORDERS))
+    client.put({"table": "raw.orders", "mode": "append"}, demo_data.orders(FIRST_ORDERS, MORE_ORDERS))
+    client.put({"table": "raw.payments", "mode": "overwrite"}, demo_data.payments(FIRST_ORDERS + MORE_ORDERS))
+    return {"orders_first_snapshot": first["snapshot_id"]}
+
+
+def register_plugins(warehouse: Path, names=("select", "filter", "mask")) -> None:
+    for name in names:
+        subprocess.run(
+            [str(HOST_BIN), "plugins", "add", name, str(GUESTS / f"{name}.wasm"), "-w", str(warehouse), "--force"],
+            check=True, capture_output=True, text=True,
+        )
+
+
+def dbt(command: str, port: int, target: Path, dbt_vars: dict | None = None, *extra: str,
+        check: bool = True) -> subprocess.CompletedProcess:
+    """`dbt <command>` on the example project against the host on `port`; `target`
+    holds dbt's own files (its DuckDB scratch database, the Parquet it writes)."""
+    target.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "FLOE_PORT": str(port),
+        "FLOE_DBT_TARGET": str(target),
+        "DBT_TARGET_PATH": str(target),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_USE_COLORS": "false",
+    }
+    args = [str(Path(sys.executable).parent / "dbt"), command, "--project-dir", str(PROJECT),
+            "--profiles-dir", str(PROJECT), "--log-path", str(target / "logs")]
+    if dbt_vars:
+        args += ["--vars", json.dumps(dbt_vars)]
+    result = subprocess.run([*args, *extra], env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"dbt {command} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result

@@ -1,0 +1,2 @@
+select order_id, customer_id, order_date, amount_cents
+from {{ source('raw', 'orders_completed') }}
