@@ -1,0 +1,158 @@
+"""dbt end to end: the example project (examples/dbt/jaffle_floe) built with dbt-duckdb
+and the floe plugin against a real host, checked through Flight, pyiceberg and the
+DuckDB file dbt-duckdb leaves behind."""
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from pyiceberg.catalog.sql import SqlCatalog
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "dbt"))
+
+import demo_data  # noqa: E402
+import jaffle  # noqa: E402
+from floe_client import Client, Host, free_port  # noqa: E402
+
+MODELS = ["stg_customers", "stg_orders", "customer_revenue", "payment_runs", "orders_first_load"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A host with the demo data and plugins, and one `dbt build` done."""
+    work = tmp_path_factory.mktemp("dbt")
+    with Host(work / "warehouse") as host:
+        client = Client(host.location)
+        dbt_vars = jaffle.load_demo(client)
+        jaffle.register_plugins(host.warehouse)
+        result = jaffle.dbt("build", host.port, work / "dbt", dbt_vars)
+        yield {"host": host, "client": client, "vars": dbt_vars, "target": work / "dbt", "build": result}
+
+
+def read(client: Client, table: str, key: str) -> pa.Table:
+    return client.read({"table": table}).sort_by(key)
+
+
+def orders() -> pa.Table:
+    return pa.concat_tables([demo_data.orders(0, jaffle.FIRST_ORDERS), demo_data.orders(jaffle.FIRST_ORDERS, jaffle.MORE_ORDERS)])
+
+
+def completed_orders() -> pa.Table:
+    all_orders = orders()
+    return all_orders.filter(pc.equal(all_orders["status"], "completed")).select(
+        ["order_id", "customer_id", "order_date", "amount_cents"]
+    )
+
+
+def test_dbt_build_passes_models_and_tests(built):
+    out = built["build"].stdout
+    assert "ERROR=0" in out and "PASS=18" in out, out
+    tables = {t["name"]: t for t in built["client"].action("list_tables")}
+    for model in MODELS:
+        assert tables[f"main.{model}"]["target"] == "iceberg"
+
+
+def test_models_hold_the_expected_rows(built):
+    client = built["client"]
+    customers = demo_data.customers()
+
+    stg_customers = read(client, "main.stg_customers", "customer_id")
+    assert stg_customers.column_names == ["customer_id", "email_hash", "country", "signup_date"]
+    expected_hash = [hashlib.sha256(("jaffle" + e).encode()).hexdigest() for e in customers["email"].to_pylist()]
+    assert stg_customers["email_hash"].to_pylist() == expected_hash
+    assert stg_customers["country"].equals(customers["country"])
+
+    stg_orders = read(client, "main.stg_orders", "order_id")
+    assert stg_orders.equals(completed_orders().sort_by("order_id"))
+
+    revenue = read(client, "main.customer_revenue", "customer_id")
+    sums = completed_orders().group_by("customer_id").aggregate([("order_id", "count"), ("amount_cents", "sum")])
+    by_customer = {r["customer_id"]: (r["order_id_count"], r["amount_cents_sum"]) for r in sums.to_pylist()}
+    assert revenue.num_rows == customers.num_rows
+    for row in revenue.to_pylist():
+        assert (row["orders"], row["revenue_cents"]) == by_customer.get(row["customer_id"], (0, 0)), row
+
+    runs = read(client, "main.payment_runs", "method")
+    payments = demo_data.payments(jaffle.FIRST_ORDERS + jaffle.MORE_ORDERS)
+    expected = payments.group_by("method").aggregate([("payment_id", "count"), ("amount_cents", "sum")])
+    expected = {r["method"]: (r["payment_id_count"], r["amount_cents_sum"]) for r in expected.to_pylist()}
+    assert {r["method"]: (r["payments"], r["amount_cents"]) for r in runs.to_pylist()} == expected
+
+    first_load = read(client, "main.orders_first_load", "order_id")
+    assert first_load.num_rows == jaffle.FIRST_ORDERS
+    assert first_load["order_id"].to_pylist() == list(range(1, jaffle.FIRST_ORDERS + 1))
+
+
+def test_pyiceberg_reads_the_same_models(built):
+    warehouse = built["host"].warehouse
+    catalog = SqlCatalog("floe", uri=f"sqlite:///{warehouse}/catalog.db", warehouse=f"file://{warehouse}")
+    for model, key in [("stg_orders", "order_id"), ("customer_revenue", "customer_id"), ("payment_runs", "method")]:
+        via_iceberg = catalog.load_table(f"main.{model}").scan().to_arrow().sort_by(key)
+        via_flight = read(built["client"], f"main.{model}", key)
+        assert via_iceberg.num_rows == via_flight.num_rows > 0
+        assert via_iceberg.to_pylist() == via_flight.to_pylist(), model
+
+
+def test_sources_load_only_what_their_config_asks_for(built):
+    # dbt-duckdb materializes each source in its own DuckDB file: look at what arrived.
+    with duckdb.connect(str(built["target"] / "jaffle_floe.duckdb"), read_only=True) as con:
+        completed = con.sql("SELECT * FROM raw.orders_completed").arrow().read_all()
+        assert completed.column_names == ["order_id", "customer_id", "order_date", "amount_cents"]
+        assert completed.sort_by("order_id").equals(completed_orders().sort_by("order_id"))
+
+        first = con.sql("SELECT count(*), max(order_id) FROM raw.orders_first_load").fetchone()
+        assert first == (jaffle.FIRST_ORDERS, jaffle.FIRST_ORDERS)  # the table has 150,000 now
+
+        masked = con.sql("SELECT * FROM raw.customers_masked ORDER BY customer_id LIMIT 1").arrow().read_all()
+        assert masked.column_names == ["customer_id", "email", "country", "signup_date"]
+        assert masked["email"][0].as_py() == hashlib.sha256(b"jaffle" + b"customer1@example.com").hexdigest()
+
+
+def test_running_twice_overwrites_once_and_appends_once(built):
+    client, host = built["client"], built["host"]
+    before = {m: client.action("list_snapshots", {"table": f"main.{m}"}) for m in MODELS}
+    contents = {m: client.read({"table": f"main.{m}"}) for m in MODELS if m != "payment_runs"}
+    jaffle.dbt("run", host.port, built["target"], built["vars"])
+    for model in MODELS:
+        after = client.action("list_snapshots", {"table": f"main.{model}"})
+        assert len(after) == len(before[model]) + 1, model
+        assert after[-1]["operation"] == ("append" if model == "payment_runs" else "overwrite"), model
+    for model, content in contents.items():
+        key = content.column_names[0]
+        assert client.read({"table": f"main.{model}"}).sort_by(key).equals(content.sort_by(key)), model
+    runs = client.read({"table": "main.payment_runs"})
+    assert runs.num_rows == 8 and len(set(runs["run_id"].to_pylist())) == 2
+
+
+def test_a_host_that_is_down_fails_dbt_fast_with_its_address(tmp_path):
+    port = free_port()
+    started = time.monotonic()
+    result = jaffle.dbt("run", port, tmp_path / "dbt", {"orders_first_snapshot": 1}, "--select", "stg_orders", check=False)
+    assert result.returncode != 0
+    assert f"floe host unreachable at grpc://127.0.0.1:{port}" in result.stdout, result.stdout
+    assert time.monotonic() - started < 60
+
+
+def test_plugin_errors_name_the_problem(built):
+    from dbt.adapters.duckdb.utils import SourceConfig
+    import floe_dbt
+
+    plugin = floe_dbt.Plugin("floe", {"host": "127.0.0.1", "port": built["host"].port})
+    missing = SourceConfig(name="raw", identifier="nope", schema="raw", database=None, meta={}, tags=[])
+    with pytest.raises(floe_dbt.FloeError, match="raw.nope.*not found"):
+        plugin.load(missing)
+    bad = SourceConfig(name="raw", identifier="orders", schema="raw", database=None, meta={"limit": "ten"}, tags=[])
+    with pytest.raises(floe_dbt.FloeError, match="'limit' must be an integer"):
+        plugin.load(bad)
+    with pytest.raises(floe_dbt.FloeError, match="'mode' must be one of overwrite, append, not 'upsert'"):
+        floe_dbt.choice({"mode": "upsert"}, "mode", floe_dbt.MODES)
+    with pytest.raises(floe_dbt.FloeError, match="unknown config key"):
+        floe_dbt.Plugin("floe", {"hots": "x"})
+    reader = plugin.load(SourceConfig(name="raw", identifier="orders", schema="raw", database=None, meta={"limit": 5}, tags=[]))
+    assert isinstance(reader, pa.RecordBatchReader) and reader.read_all().num_rows == 5
