@@ -232,6 +232,9 @@ impl IcebergEngine {
         match self.catalog.create_namespace(&ns, HashMap::new()).await {
             Ok(_) => Ok(()),
             Err(err) if err.kind() == iceberg::ErrorKind::NamespaceAlreadyExists => Ok(()),
+            // A concurrent upload created it first (the SQL catalog reports that as
+            // a failed UNIQUE constraint, not as "already exists").
+            Err(_) if self.catalog.namespace_exists(&ns).await.unwrap_or(false) => Ok(()),
             Err(err) => Err(err).with_context(|| format!("creating namespace {namespace}")),
         }
     }

@@ -155,3 +155,20 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_uploads_into_a_new_namespace_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(engine(&dir).await);
+    let uploads = (0..6).map(|i| {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let name = TableName::parse(&format!("fresh.t{i}")).unwrap();
+            put(&engine, &name, WriteMode::Overwrite, &batch(0, 10, false)).await
+        })
+    });
+    for upload in futures::future::join_all(uploads).await {
+        upload.expect("every upload commits");
+    }
+    assert_eq!(engine.list().await.unwrap().len(), 6);
+}
