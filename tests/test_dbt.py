@@ -92,7 +92,9 @@ def test_models_hold_the_expected_rows(built):
 def test_pyiceberg_reads_the_same_models(built):
     warehouse = built["host"].warehouse
     catalog = SqlCatalog("floe", uri=f"sqlite:///{warehouse}/catalog.db", warehouse=f"file://{warehouse}")
-    for model, key in [("stg_orders", "order_id"), ("customer_revenue", "customer_id"), ("payment_runs", "method")]:
+    keys = {"stg_customers": "customer_id", "stg_orders": "order_id", "customer_revenue": "customer_id",
+            "payment_runs": "method", "orders_first_load": "order_id"}
+    for model, key in keys.items():
         via_iceberg = catalog.load_table(f"main.{model}").scan().to_arrow().sort_by(key)
         via_flight = read(built["client"], f"main.{model}", key)
         assert via_iceberg.num_rows == via_flight.num_rows > 0
