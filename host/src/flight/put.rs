@@ -1,6 +1,7 @@
 //! Writes: DoPut streams the upload (through its transform chain, if any) into
-//! the target table batch by batch and commits once, at the end of the stream. Any failure (bad schema, client gone,
-//! commit conflict) commits nothing and removes what was written.
+//! the target table batch by batch and commits once, at the end of the stream.
+//! Any failure (bad schema, client gone, commit conflict, a failing plugin)
+//! commits nothing and removes what was written.
 
 use std::sync::Arc;
 

@@ -41,10 +41,6 @@ impl Plugins {
         &self.registry
     }
 
-    pub fn limits(&self) -> Limits {
-        self.runtime.limits()
-    }
-
     /// Validate a component (it exports the floe world and `describe` works),
     /// precompile it and register it under `name`.
     pub fn add(&self, name: &str, file: &Path, force: bool) -> Result<Entry> {
@@ -80,10 +76,6 @@ impl Plugins {
         self.registry
             .insert(&entry, &wasm, &compiled, &self.engine)?;
         Ok(entry)
-    }
-
-    pub fn remove(&self, name: &str) -> Result<Entry> {
-        self.registry.remove(name)
     }
 
     /// Bind each transform in order to the schema the previous one produces.

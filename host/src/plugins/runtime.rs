@@ -87,10 +87,6 @@ impl Runtime {
         })
     }
 
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// Which precompiled artifacts this engine can load (wasmtime version and settings).
     pub fn compatibility(&self) -> String {
         use std::hash::{Hash, Hasher};
