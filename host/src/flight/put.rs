@@ -11,6 +11,7 @@ use arrow_flight::flight_descriptor::DescriptorType;
 use arrow_flight::{FlightData, FlightDescriptor, PutResult};
 use futures::{Stream, StreamExt};
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 use super::stream;
 use crate::command::{PutCommand, TableName, Target};
@@ -19,6 +20,9 @@ use crate::engines::iceberg::TableWrite;
 use crate::engines::{Lakehouse, blocking};
 use crate::error::{Error, Result};
 use crate::plugins::{Plugins, bind_chain};
+
+/// Batches received but not yet written, per upload.
+const WRITE_AHEAD: usize = 4;
 
 /// The PutResult's app_metadata.
 #[derive(Debug, Serialize)]
@@ -61,8 +65,9 @@ where
     let schema = stream::schema(&mut decoder).await?;
 
     let chain = bind_chain(&plugins, &command.transforms, schema).await?;
-    let mut sink = begin(&lakehouse, &command, chain.output_schema()).await?;
-    if let Err(err) = feed(&mut sink, chain.apply(stream::batches(decoder))).await {
+    let sink = begin(&lakehouse, &command, chain.output_schema()).await?;
+    let (sink, fed) = feed(sink, chain.apply(stream::batches(decoder))).await?;
+    if let Err(err) = fed {
         sink.abort().await;
         tracing::info!(table = %command.table, error = %err, "upload failed; nothing committed");
         return Err(err);
@@ -75,16 +80,44 @@ where
     })
 }
 
-/// Every batch into the sink, until the stream ends or fails.
-async fn feed<S>(sink: &mut Sink, batches: S) -> Result<()>
+/// Every batch into the sink, until the stream ends or fails. The sink writes on
+/// its own task, a few batches behind, so receiving and decoding the upload overlap
+/// with encoding it. Gives the sink back (to commit or abort) with the outcome.
+async fn feed<S>(sink: Sink, batches: S) -> Result<(Sink, Result<()>)>
 where
-    S: Stream<Item = Result<RecordBatch>>,
+    S: Stream<Item = Result<RecordBatch>> + Send + 'static,
 {
+    let (tx, mut rx) = mpsc::channel::<RecordBatch>(WRITE_AHEAD);
+    let writer = tokio::spawn(async move {
+        let mut sink = sink;
+        while let Some(batch) = rx.recv().await {
+            if let Err(err) = sink.write(batch).await {
+                return (sink, Err(err));
+            }
+        }
+        (sink, Ok(()))
+    });
     let mut batches = std::pin::pin!(batches);
+    let mut received = Ok(());
     while let Some(batch) = batches.next().await {
-        sink.write(batch?).await?;
+        match batch {
+            // A closed channel means the writer failed: its error is the one to report.
+            Ok(batch) => {
+                if tx.send(batch).await.is_err() {
+                    break;
+                }
+            }
+            Err(err) => {
+                received = Err(err);
+                break;
+            }
+        }
     }
-    Ok(())
+    drop(tx);
+    let (sink, written) = writer
+        .await
+        .map_err(|err| Error::internal(format!("the upload's writer failed: {err}")))?;
+    Ok((sink, written.and(received)))
 }
 
 async fn begin(
