@@ -45,7 +45,8 @@ impl Plugins {
     /// precompile it and register it under `name`.
     pub fn add(&self, name: &str, file: &Path, force: bool) -> Result<Entry> {
         registry::check_name(name)?;
-        if !force && let Ok(existing) = self.registry.get(name) {
+        let replaced = self.registry.get(name).ok();
+        if let Some(existing) = replaced.as_ref().filter(|_| !force) {
             return Err(Error::AlreadyExists(format!(
                 "plugin '{name}' is already registered (sha256 {}, added {}): use --force to replace it",
                 existing.sha256,
@@ -75,6 +76,9 @@ impl Plugins {
         };
         self.registry
             .insert(&entry, &wasm, &compiled, &self.engine)?;
+        if let Some(old) = replaced.filter(|old| old.sha256 != entry.sha256) {
+            self.registry.drop_unused(&old.sha256)?;
+        }
         Ok(entry)
     }
 

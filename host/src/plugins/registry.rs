@@ -127,17 +127,27 @@ impl Registry {
         let entry = self.get(name)?;
         let path = self.index_path(name);
         std::fs::remove_file(&path).context(format!("removing {}", path.display()))?;
-        if !self.list()?.iter().any(|e| e.sha256 == entry.sha256) {
-            let _ = std::fs::remove_file(self.wasm_path(&entry.sha256));
-            let compiled = self.dir.join("compiled");
-            let prefix = format!("{}.", entry.sha256);
-            for file in std::fs::read_dir(&compiled).into_iter().flatten().flatten() {
-                if file.file_name().to_string_lossy().starts_with(&prefix) {
-                    let _ = std::fs::remove_file(file.path());
-                }
+        self.drop_unused(&entry.sha256)?;
+        Ok(entry)
+    }
+
+    /// Delete a component's files if no registered name uses them any more.
+    pub fn drop_unused(&self, sha256: &str) -> Result<()> {
+        if self.list()?.iter().any(|e| e.sha256 == sha256) {
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(self.wasm_path(sha256));
+        let prefix = format!("{sha256}.");
+        for file in std::fs::read_dir(self.dir.join("compiled"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if file.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(file.path());
             }
         }
-        Ok(entry)
+        Ok(())
     }
 }
 
@@ -227,6 +237,14 @@ mod tests {
         registry.remove("b").unwrap();
         assert!(!registry.wasm_path("abc").exists());
         assert!(!registry.compiled_path("abc", "e1").exists());
+
+        // A name re-pointed to other bytes leaves the old ones unused.
+        registry.insert(&entry("c", "old"), b"w", b"c", "e1").unwrap();
+        registry.insert(&entry("c", "new"), b"w", b"c", "e1").unwrap();
+        registry.drop_unused("old").unwrap();
+        assert!(!registry.wasm_path("old").exists());
+        assert!(registry.wasm_path("new").exists());
+        registry.remove("c").unwrap();
 
         let err = registry.get("a").unwrap_err();
         assert!(matches!(err, Error::NotFound(_)), "{err}");
