@@ -239,8 +239,12 @@ mod tests {
         assert!(!registry.compiled_path("abc", "e1").exists());
 
         // A name re-pointed to other bytes leaves the old ones unused.
-        registry.insert(&entry("c", "old"), b"w", b"c", "e1").unwrap();
-        registry.insert(&entry("c", "new"), b"w", b"c", "e1").unwrap();
+        registry
+            .insert(&entry("c", "old"), b"w", b"c", "e1")
+            .unwrap();
+        registry
+            .insert(&entry("c", "new"), b"w", b"c", "e1")
+            .unwrap();
         registry.drop_unused("old").unwrap();
         assert!(!registry.wasm_path("old").exists());
         assert!(registry.wasm_path("new").exists());
