@@ -70,9 +70,7 @@ class Plugin(BasePlugin):
         try:
             info = self.client().get_flight_info(descriptor(command), self.options)
             return self.client().do_get(info.endpoints[0].ticket, self.options).to_reader()
-        except pa.ArrowKeyError as err:
-            raise FloeError(f"floe: {what}: {server_message(err)}") from None
-        except (pa.ArrowInvalid, flight.FlightError) as err:
+        except (pa.ArrowException, flight.FlightError) as err:
             raise FloeError(f"floe: {what}: {server_message(err)}") from None
 
     def store(self, target_config: TargetConfig):
@@ -100,8 +98,7 @@ class Plugin(BasePlugin):
             writer.close()
         except (pa.ArrowException, flight.FlightError) as err:
             raise FloeError(f"floe: model {relation.identifier} -> {command['table']}: {server_message(err)}") from None
-        summary = json.loads(result.to_pybytes()) if result is not None else {}
-        return summary
+        return json.loads(result.to_pybytes()) if result is not None else {}
 
 
 def descriptor(command: dict) -> flight.FlightDescriptor:

@@ -12,7 +12,7 @@ use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{Engine, Store, Trap};
 
 use super::sandbox::GuestState;
-use crate::error::{Error, Result};
+use crate::error::{Context as _, Error, Result};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -360,8 +360,6 @@ fn check_header(wasm: &[u8]) -> Result<()> {
 fn wasm_error(context: &str, err: wasmtime::Error) -> Error {
     Error::internal(format!("{context}: {err:#}"))
 }
-
-use crate::error::Context as _;
 
 #[cfg(test)]
 mod tests {
