@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
+use tonic::transport::server::TcpIncoming;
 
 pub use service::FloeService;
 
@@ -37,12 +38,11 @@ pub async fn serve(
     let service = FlightServiceServer::new(FloeService::new(lakehouse, plugins))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
+    // Without TCP_NODELAY, small replies wait on the client's delayed ACK (~40 ms each).
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     tracing::info!("floe host stopped");
     Ok(())
