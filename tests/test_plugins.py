@@ -184,6 +184,23 @@ def test_chain_on_read(registered):
     assert result.equals(expected_chain(source))
 
 
+def test_a_chain_scans_only_the_columns_it_reads(tmp_path, monkeypatch):
+    """filter then select: the scan reads what select keeps plus what the filter reads."""
+    monkeypatch.setenv("RUST_LOG", "floe=debug")
+    with Host(tmp_path / "warehouse") as host:
+        for name in ["filter", "select"]:
+            plugins_cli(host.warehouse, "add", name, str(GUESTS / f"{name}.wasm"))
+        client = Client(host.location)
+        client.put({"table": "p.wide", "mode": "overwrite"}, data.table(20_000))
+        source = client.read({"table": "p.wide"})
+        chain = [transform("filter", predicate="amount > 120"), transform("select", columns=["id", "name"])]
+        result = read_sorted(client, {"table": "p.wide", "transforms": chain})
+        expected = source.filter(pc.greater(source.column("amount"), 120)).select(["id", "name"]).sort_by("id")
+        assert result.num_rows > 0
+        assert result.equals(expected)
+        assert 'SELECT "id", "name", "amount" FROM' in host.log()
+
+
 def test_chain_on_put_stores_the_transformed_rows(registered):
     upload = data.table(100_000, start=7)
     summary = registered.put({"table": "p.chained", "mode": "overwrite", "transforms": CHAIN}, upload)

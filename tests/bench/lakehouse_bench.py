@@ -162,8 +162,14 @@ def bench_scale(scale: float, runs: int, tmp: Path) -> dict:
             writer.write_batch(b)
     out = {"scale": scale, "rows": rows, "arrow_mb": arrow_mb}
 
-    bare = [json.loads(subprocess.run([str(PARQUET_WRITE), str(ipc_path), str(tmp / "bare.parquet")],
-                                      check=True, capture_output=True, text=True).stdout)["seconds"] for _ in range(runs)]
+    def bare_write(threads: int) -> float:
+        out = subprocess.run([str(PARQUET_WRITE), str(ipc_path), str(tmp / "bare"), str(threads)],
+                             check=True, capture_output=True, text=True).stdout
+        return json.loads(out)["seconds"]
+
+    cores = os.cpu_count() or 1
+    bare = [bare_write(1) for _ in range(runs)]
+    bare_all = [bare_write(cores) for _ in range(runs)]
     floe_put, proto_put, floe_rss, proto_rss = [], [], [], []
     for run in range(runs):
         last = run == runs - 1
@@ -179,8 +185,9 @@ def bench_scale(scale: float, runs: int, tmp: Path) -> dict:
             host.stop()
             proto.stop()
     out["ingest"] = {
-        "floe_s": median(floe_put), "bare_parquet_s": median(bare), "baseline_s": median(proto_put),
-        "floe_runs": floe_put, "bare_runs": bare, "baseline_runs": proto_put,
+        "floe_s": median(floe_put), "bare_parquet_s": median(bare), "bare_parquet_all_cores_s": median(bare_all),
+        "baseline_s": median(proto_put),
+        "floe_runs": floe_put, "bare_runs": bare, "bare_all_cores_runs": bare_all, "baseline_runs": proto_put,
         "floe_peak_rss_mib": median(floe_rss), "baseline_peak_rss_mib": median(proto_rss),
     }
 
@@ -243,6 +250,7 @@ def ratios(r: dict) -> dict:
     return {
         "ingest_vs_baseline": i["baseline_s"] / i["floe_s"],
         "ingest_vs_bare_parquet": i["bare_parquet_s"] / i["floe_s"],
+        "ingest_vs_bare_parquet_all_cores": i["bare_parquet_all_cores_s"] / i["floe_s"],
         "full_scan_vs_baseline": f["baseline_s"] / f["floe_s"],
         "full_scan_vs_duckdb_in_process": f["duckdb_in_process_s"] / f["floe_s"],
         "selective_pushdown_vs_baseline": s["baseline_client_side_s"] / s["floe_pushdown_s"],
@@ -255,16 +263,23 @@ def ratios(r: dict) -> dict:
 def markdown(report: dict) -> str:
     lines = [f"Machine: {report['machine']}; {report['date']}; median of {report['runs']} runs. "
              "Baseline = the prototype's stack (tests/bench/prototype_server.py).", "",
-             "| SF | rows | ingest floe / bare Parquet / baseline (s) | full scan floe / DuckDB in-process / baseline (s) | selective pushdown / WASM / baseline (s) | 100-row read p50 floe / baseline (ms) | 8 clients floe / baseline (req/s) | peak RSS floe / baseline (MiB) |",
+             "| SF | rows | ingest floe / bare Parquet 1 core / all cores / baseline (s) | full scan floe / DuckDB in-process / baseline (s) | selective pushdown / WASM / baseline (s) | 100-row read p50 (p99) floe / baseline (ms) | 8 clients floe / baseline (req/s) | peak RSS floe / baseline (MiB) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in report["scales"]:
         i, f, s, q, m = r["ingest"], r["full_scan"], r["selective_scan"], r["small_requests"], r["peak_rss_mib"]
         lines.append(
-            f"| {r['scale']} | {r['rows']:,} | {i['floe_s']:.2f} / {i['bare_parquet_s']:.2f} / {i['baseline_s']:.2f} "
+            f"| {r['scale']} | {r['rows']:,} | {i['floe_s']:.2f} / {i['bare_parquet_s']:.2f} / {i['bare_parquet_all_cores_s']:.2f} / {i['baseline_s']:.2f} "
             f"| {f['floe_s']:.2f} / {f['duckdb_in_process_s']:.2f} / {f['baseline_s']:.2f} "
             f"| {s['floe_pushdown_s']:.2f} / {s['floe_wasm_s']:.2f} / {s['baseline_client_side_s']:.2f} "
-            f"| {q['floe']['p50_ms']:.1f} / {q['baseline']['p50_ms']:.1f} "
+            f"| {q['floe']['p50_ms']:.1f} ({q['floe']['p99_ms']:.1f}) / {q['baseline']['p50_ms']:.0f} ({q['baseline']['p99_ms']:.0f}) "
             f"| {q['floe_8_clients_rps']:.0f} / {q['baseline_8_clients_rps']:.1f} | {m['floe']:.0f} / {m['baseline']:.0f} |")
+    lines += ["", "| SF | floe ingest (M rows/s, MB/s) | floe full scan (M rows/s, MB/s) | baseline ingest | baseline full scan |",
+              "|---|---|---|---|---|"]
+    for r in report["scales"]:
+        def rate(seconds: float) -> str:
+            return f"{r['rows'] / seconds / 1e6:.2f}, {r['arrow_mb'] / seconds:.0f}"
+        i, f = r["ingest"], r["full_scan"]
+        lines.append(f"| {r['scale']} | {rate(i['floe_s'])} | {rate(f['floe_s'])} | {rate(i['baseline_s'])} | {rate(f['baseline_s'])} |")
     lines += ["", "| SF | " + " | ".join(report["scales"][0]["ratios"]) + " |", "|---" * (1 + len(report["scales"][0]["ratios"])) + "|"]
     for r in report["scales"]:
         lines.append(f"| {r['scale']} | " + " | ".join(f"{v:.2f}" for v in r["ratios"].values()) + " |")

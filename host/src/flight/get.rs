@@ -42,9 +42,9 @@ pub async fn plan(
     Ok((plan, chain.output_schema()))
 }
 
-/// The query to run and the chain bound to its schema. When the chain's first
-/// plugin reads only some columns, the query scans only those (and the chain
-/// is bound again to them), as DuckDB would for `columns`.
+/// The query to run and the chain bound to its schema. When the chain reads only
+/// some columns, the query scans only those (and the chain is bound again to
+/// them), as DuckDB would for `columns`.
 async fn bind_read(
     lakehouse: &Lakehouse,
     plugins: &Arc<Plugins>,

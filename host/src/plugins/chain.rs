@@ -168,14 +168,27 @@ impl Chain {
         Self::new(schema, Vec::new())
     }
 
-    /// The input columns the first plugin reads, when it names fewer than all:
-    /// a read can then scan only those (and bind the chain again to them).
+    /// The columns the chain reads, when fewer than all: a read can then scan only
+    /// those (and bind the chain again to them). Walking back from the end: a
+    /// transform needs what it declares; a filter passes its input on, so it needs
+    /// what follows it needs plus what its predicate reads.
     pub fn input_columns(&self) -> Option<Vec<String>> {
-        let first = self.stages.first()?;
-        if first.role != Role::Transform {
-            return None; // a filter's columns are what it reads, not what it returns
+        let mut needed: Option<Vec<String>> = None; // the client gets every column
+        for stage in self.stages.iter().rev() {
+            needed = match (&stage.role, needed, &stage.input_columns) {
+                (Role::Transform, _, own) => own.clone(),
+                (Role::Filter { .. }, Some(mut after), Some(own)) => {
+                    for column in own {
+                        if !after.contains(column) {
+                            after.push(column.clone());
+                        }
+                    }
+                    Some(after)
+                }
+                (Role::Filter { .. }, _, _) => None,
+            };
         }
-        let wanted = first.input_columns.clone()?;
+        let wanted = needed?;
         let narrower = wanted.len() < self.input_schema.fields().len()
             && wanted
                 .iter()

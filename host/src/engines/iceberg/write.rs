@@ -5,29 +5,17 @@ use std::collections::HashMap;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::Schema as ArrowSchema;
-use iceberg::io::FileIO;
 use iceberg::spec::{
-    DataFile, DataFileFormat, FormatVersion, SchemaRef, SortOrder, TableMetadata,
-    TableMetadataBuilder, UnboundPartitionSpec,
+    DataFile, FormatVersion, SchemaRef, SortOrder, TableMetadata, TableMetadataBuilder,
+    UnboundPartitionSpec,
 };
-use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
-use iceberg::writer::file_writer::ParquetWriterBuilder;
-use iceberg::writer::file_writer::location_generator::{
-    DefaultFileNameGenerator, DefaultLocationGenerator,
-};
-use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
-use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 use std::sync::Arc;
 
+use super::lanes::Lanes;
 use super::schema::{Conformer, iceberg_schema_of, same_columns, schema_difference};
 use super::{IcebergEngine, local_path};
 use crate::command::{TableName, WriteMode};
 use crate::error::{Context, Error, Result};
-
-type Writer =
-    DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
 /// What the commit does with the table's previous data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +35,7 @@ pub(super) enum Base {
 pub struct TableWrite {
     pub(super) plan: WritePlan,
     conformer: Conformer,
-    writer: Writer,
+    lanes: Lanes,
     rows: u64,
 }
 
@@ -151,7 +139,7 @@ impl IcebergEngine {
         };
         let data_dir = format!("{location}/data");
         let file_prefix = uuid::Uuid::new_v4().to_string();
-        let writer = data_file_writer(&self.file_io, &schema, &data_dir, &file_prefix).await?;
+        let lanes = Lanes::open(&self.file_io, &schema, &data_dir, &file_prefix).await?;
         Ok(TableWrite {
             conformer: Conformer::new(&schema)?,
             plan: WritePlan {
@@ -162,52 +150,28 @@ impl IcebergEngine {
                 data_dir,
                 file_prefix,
             },
-            writer,
+            lanes,
             rows: 0,
         })
     }
-}
-
-async fn data_file_writer(
-    file_io: &FileIO,
-    schema: &SchemaRef,
-    data_dir: &str,
-    prefix: &str,
-) -> Result<Writer> {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
-    let rolling = RollingFileWriterBuilder::new_with_default_file_size(
-        ParquetWriterBuilder::new(props, schema.clone()),
-        file_io.clone(),
-        DefaultLocationGenerator::with_data_location(data_dir.to_string()),
-        DefaultFileNameGenerator::new(prefix.to_string(), None, DataFileFormat::Parquet),
-    );
-    DataFileWriterBuilder::new(rolling)
-        .build(None)
-        .await
-        .context("starting a data file")
 }
 
 impl TableWrite {
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let batch = self.conformer.conform(batch)?;
         self.rows += batch.num_rows() as u64;
-        self.writer
-            .write(batch)
-            .await
-            .context("writing a data file")
+        self.lanes.write(batch).await
     }
 
     /// Close the last data file: the plan and every file written, for the commit.
-    pub(super) async fn finish(mut self) -> (WritePlan, u64, Result<Vec<DataFile>>) {
-        let files = self.writer.close().await.context("closing a data file");
+    pub(super) async fn finish(self) -> (WritePlan, u64, Result<Vec<DataFile>>) {
+        let files = self.lanes.close().await;
         (self.plan, self.rows, files)
     }
 
     /// Forget the write: delete every data file it produced.
-    pub async fn abort(mut self) {
-        let _ = self.writer.close().await;
+    pub async fn abort(self) {
+        self.lanes.abort().await;
         self.plan.delete_files().await;
     }
 }
