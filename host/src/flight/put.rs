@@ -175,11 +175,9 @@ impl Sink {
         let (table, target) = (command.table.clone(), command.target);
         match self {
             Sink::Iceberg(write) => {
+                // SQL readers see the new snapshot too: their views are re-pointed
+                // when they plan (`sync_views`), not here on every commit.
                 let committed = lakehouse.iceberg.commit(*write).await?;
-                // Publish the new snapshot to SQL readers right away.
-                if let Err(err) = lakehouse.sync_views().await {
-                    tracing::warn!(%table, %err, "committed, but the SQL view was not refreshed");
-                }
                 Ok(PutSummary {
                     table,
                     target,

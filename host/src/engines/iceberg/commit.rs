@@ -5,19 +5,25 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use iceberg::spec::{
-    DataFile, ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot,
-    Summary, TableMetadata, TableMetadataBuilder,
+    DataFile, ManifestContentType, ManifestFile, ManifestListWriter, ManifestWriterBuilder,
+    Operation, Snapshot, Summary, TableMetadata, TableMetadataBuilder,
 };
 use iceberg::{Catalog, MetadataLocation, TableIdent};
 use serde::Serialize;
 
 use super::write::{Base, TableWrite, WriteOp, WritePlan};
 use super::{CATALOG_NAME, IcebergEngine, ident};
+use crate::command::TableName;
 use crate::error::{Context, Error, Result};
 
 const MAX_ATTEMPTS: usize = 8;
+/// Each append adds a manifest, and readers open every manifest of a snapshot. Once
+/// a table has this many, the next commit folds them into its own manifest, so
+/// tables fed by many small appends stay quick to read and to append to.
+const MERGE_MANIFESTS_AT: usize = 16;
 
 /// What a commit produced.
 #[derive(Debug, Clone, Serialize)]
@@ -58,6 +64,11 @@ impl IcebergEngine {
 
     async fn commit_files(&self, write: &WritePlan, files: Vec<DataFile>) -> Result<i64> {
         let ident = ident(&write.name)?;
+        // Commits from this process take turns per table: racing on the swap, some of
+        // many concurrent appenders would lose every retry. Other processes' commits
+        // are still caught by the compare-and-swap.
+        let turn = self.commit_turn(&write.name);
+        let _turn = turn.lock().await;
         for attempt in 0..MAX_ATTEMPTS {
             let mut staged = Attempt { files: Vec::new() };
             let outcome = match &write.base {
@@ -86,6 +97,11 @@ impl IcebergEngine {
             "gave up committing to {} after {MAX_ATTEMPTS} concurrent commits won",
             write.name
         )))
+    }
+
+    fn commit_turn(&self, name: &TableName) -> Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.commit_turns.lock().expect("commit turns");
+        turns.entry(name.clone()).or_default().clone()
     }
 
     /// Create the table with its first snapshot in one step: the catalog row appears
@@ -238,8 +254,8 @@ impl IcebergEngine {
         let sequence_number = metadata.next_sequence_number();
         let parent = metadata.current_snapshot_id();
 
-        let mut manifests = previous.unwrap_or_default();
-        if !files.is_empty() {
+        let (mut manifests, merged) = mergeable(previous.unwrap_or_default(), metadata);
+        if !files.is_empty() || !merged.is_empty() {
             let path = format!("{meta_dir}/{commit_id}-m0.avro");
             let output = self
                 .file_io
@@ -254,6 +270,23 @@ impl IcebergEngine {
                 writer
                     .add_file(file.clone(), -1)
                     .context("adding a data file to the manifest")?;
+            }
+            for manifest in &merged {
+                let entries = manifest
+                    .load_manifest(&self.file_io)
+                    .await
+                    .context("reading a manifest to merge")?;
+                for entry in entries.entries().iter().filter(|e| e.is_alive()) {
+                    // Existing entries keep the snapshot and sequence numbers they were added with.
+                    writer
+                        .add_existing_file(
+                            entry.data_file().clone(),
+                            entry.snapshot_id().unwrap_or(manifest.added_snapshot_id),
+                            entry.sequence_number().unwrap_or(manifest.sequence_number),
+                            entry.file_sequence_number,
+                        )
+                        .context("merging manifests")?;
+                }
             }
             manifests.push(
                 writer
@@ -302,6 +335,22 @@ impl Attempt {
             let _ = engine.file_io.delete(&file).await;
         }
     }
+}
+
+/// Split the carried-over manifests into those kept as they are and, once there are
+/// `MERGE_MANIFESTS_AT` or more, the data manifests of the default spec to merge.
+fn mergeable(
+    manifests: Vec<ManifestFile>,
+    metadata: &TableMetadata,
+) -> (Vec<ManifestFile>, Vec<ManifestFile>) {
+    if manifests.len() < MERGE_MANIFESTS_AT {
+        return (manifests, Vec::new());
+    }
+    let spec_id = metadata.default_partition_spec_id();
+    let (merged, kept) = manifests
+        .into_iter()
+        .partition(|m| m.content == ManifestContentType::Data && m.partition_spec_id == spec_id);
+    (kept, merged)
 }
 
 fn unique_snapshot_id(metadata: &TableMetadata) -> i64 {

@@ -42,6 +42,8 @@ pub struct IcebergEngine {
     file_io: FileIO,
     /// Where new tables are placed: `<root>/<namespace>/<name>-<id>`.
     root: PathBuf,
+    /// One lock per table: this process's commits to a table take turns (see `commit`).
+    commit_turns: std::sync::Mutex<HashMap<TableName, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// A table as the catalog currently knows it.
@@ -168,6 +170,7 @@ impl IcebergEngine {
             pool,
             file_io,
             root: root.to_path_buf(),
+            commit_turns: Default::default(),
         })
     }
 

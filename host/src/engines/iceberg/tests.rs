@@ -53,18 +53,21 @@ async fn writes_begun_together_both_land() {
     let name = TableName::parse("s.t").unwrap();
     put(&engine, &name, WriteMode::Append, &batch(0, 10, true)).await;
 
+    // A second engine on the same catalog stands for another process: its commit
+    // races on the catalog's compare-and-swap instead of waiting its turn.
+    let other = self::engine(&dir).await;
     let data = batch(100, 5, true);
     let mut a = engine
         .begin_write(&name, WriteMode::Append, &data.schema())
         .await
         .unwrap();
-    let mut b = engine
+    let mut b = other
         .begin_write(&name, WriteMode::Append, &data.schema())
         .await
         .unwrap();
     a.write(&data).await.unwrap();
     b.write(&data).await.unwrap();
-    let (ra, rb) = tokio::join!(engine.commit(a), engine.commit(b));
+    let (ra, rb) = tokio::join!(engine.commit(a), other.commit(b));
     ra.unwrap();
     rb.unwrap();
 
@@ -171,4 +174,55 @@ async fn first_uploads_into_a_new_namespace_all_land() {
         upload.expect("every upload commits");
     }
     assert_eq!(engine.list().await.unwrap().len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_appends_keep_few_manifests_and_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&dir).await;
+    let name = TableName::parse("s.t").unwrap();
+    for i in 0..40 {
+        put(&engine, &name, WriteMode::Append, &batch(i * 10, 10, false)).await;
+    }
+    let table = engine.load(&name).await.unwrap().unwrap();
+    let current = table.metadata().current_snapshot().unwrap().clone();
+    let manifests = table
+        .table
+        .manifest_list_reader(&current)
+        .load()
+        .await
+        .unwrap()
+        .consume_entries()
+        .into_iter()
+        .count();
+    assert!(manifests < 16, "{manifests} manifests after 40 appends");
+    assert_eq!(table.data_files(&current).await.unwrap().len(), 40);
+    assert_eq!(total_records(&table), "400");
+    // Earlier snapshots still list exactly their own files.
+    let tenth = table
+        .metadata()
+        .snapshots()
+        .find(|s| s.sequence_number() == 10);
+    assert_eq!(table.data_files(tenth.unwrap()).await.unwrap().len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_big_upload_is_encoded_on_every_core() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&dir).await;
+    let name = TableName::parse("s.big").unwrap();
+    let data = batch(0, 500_000, true); // ~12 MiB of Arrow data per batch
+    let mut write = engine
+        .begin_write(&name, WriteMode::Append, &data.schema())
+        .await
+        .unwrap();
+    for _ in 0..8 {
+        write.write(&data).await.unwrap();
+    }
+    engine.commit(write).await.unwrap();
+    let table = engine.load(&name).await.unwrap().unwrap();
+    let current = table.metadata().current_snapshot().unwrap().clone();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(total_records(&table), "4000000");
+    assert!(table.data_files(&current).await.unwrap().len() >= cores.min(4));
 }
