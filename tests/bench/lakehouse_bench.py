@@ -5,7 +5,11 @@ on TPC-H lineitem: ingest, full scan, selective scan, small requests, peak RSS.
 
 lineitem comes from tpchgen-cli (deterministic), cached in ~/.cache/floe/tpch. Each
 ingest run uses fresh server processes and warehouses; the scans and small requests then
-run against the last run's tables. Writes tests/bench/results/latest.{json,md}.
+run against the last run's tables. The bare Parquet write (host/examples/parquet_write.rs)
+uses floe's Parquet settings, once on one thread and once with one file per core. The
+8-client mix (4 reads, 1 append of 100 rows, per client, for 10 s) reads the selective
+scan's result of a small table on both sides; floe also runs it with 100-row slices of
+lineitem as the reads. Writes tests/bench/results/latest.{json,md}.
 """
 from __future__ import annotations
 
@@ -232,12 +236,19 @@ def bench_scale(scale: float, runs: int, tmp: Path) -> dict:
         small_batch = batches[0].slice(0, 100)
         put(host.location, "bench.small", [small_batch], "overwrite")
         put(proto.location, "bench.small", [small_batch])
-        floe_rps = mixed_load(lambda i, k: get(host.location, slice_command(i * 1000 + k)),
+        # Both sides do the same work: read what the selective scan keeps of bench.small
+        # (floe filters in the scan, the baseline client-side) and append 100 rows to it.
+        small_pushdown = {**pushdown, "table": "bench.small"}
+        floe_rps = mixed_load(lambda i, k: get(host.location, small_pushdown),
                               lambda i, k: put(host.location, "bench.small", [small_batch], "append"))
         proto_rps = mixed_load(lambda i, k: baseline_selective(proto.location, "bench.small"),
                                lambda i, k: put(proto.location, "bench.small", [small_batch]))
+        # floe alone: the same mix with the 100-row slices of lineitem as the reads.
+        floe_slices_rps = mixed_load(lambda i, k: get(host.location, slice_command(i * 1000 + k)),
+                                     lambda i, k: put(host.location, "bench.small", [small_batch], "append"))
         out["small_requests"] = {"floe": floe_small, "baseline": proto_small,
-                                 "floe_8_clients_rps": floe_rps, "baseline_8_clients_rps": proto_rps}
+                                 "floe_8_clients_rps": floe_rps, "baseline_8_clients_rps": proto_rps,
+                                 "floe_8_clients_lineitem_slices_rps": floe_slices_rps}
         out["peak_rss_mib"] = {"floe": peak_rss_mib(host.proc.pid), "baseline": peak_rss_mib(proto.proc.pid)}
     finally:
         host.stop()
