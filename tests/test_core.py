@@ -189,6 +189,47 @@ def test_actions(client):
         client.read({"table": "core.doomed"})
 
 
+def test_small_appends_are_compacted_and_lose_nothing(client, host):
+    """Every 100-row append adds a data file; past 32 the host rewrites them in the
+    background while appends go on, and every row stays, once, for every reader."""
+    parts = [data.table(100, start=1000 * i, seed=i) for i in range(40)]
+    client.put({"table": "core.trickle", "mode": "overwrite"}, parts[0])
+    for part in parts[1:]:
+        client.put({"table": "core.trickle", "mode": "append"}, part)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        snapshots = client.action("list_snapshots", {"table": "core.trickle"})
+        if any(s["operation"] == "replace" for s in snapshots) and snapshots[-1]["current"]:
+            break
+        time.sleep(0.2)
+    replaces = [s for s in snapshots if s["operation"] == "replace"]
+    assert replaces, "no compaction within 30 s"
+    assert int(replaces[0]["summary"]["deleted-data-files"]) >= 32
+    expected = pa.concat_tables(parts)
+    assert_same_rows(client.read({"table": "core.trickle"}), expected)
+    assert_same_rows(client.read({"sql": "SELECT * FROM core.trickle"}), expected)
+    catalog = SqlCatalog(
+        "floe", uri=f"sqlite:///{host.warehouse}/catalog.db", warehouse=f"file://{host.warehouse}/iceberg"
+    )
+    assert_same_rows(catalog.load_table("core.trickle").scan().to_arrow(), expected)
+    # The snapshot before the first compaction still reads its own rows.
+    before = replaces[0]["parent_id"]
+    old = client.read({"table": "core.trickle", "snapshot_id": before})
+    assert old.num_rows == int(next(s for s in snapshots if s["snapshot_id"] == before)["summary"]["total-records"])
+
+
+def test_compact_table_action(client):
+    client.put({"table": "core.few", "mode": "overwrite"}, data.table(10))
+    client.put({"table": "core.few", "mode": "append"}, data.table(10, start=10))
+    done = client.action("compact_table", {"table": "core.few"})
+    assert done["compacted"] and done["data_files"] == 1
+    assert client.rows("core.few") == 20
+    again = client.action("compact_table", {"table": "core.few"})
+    assert not again["compacted"] and again["snapshot_id"] is None
+    with grpc_error("NOT_FOUND", "table core.nope not found"):
+        client.action("compact_table", {"table": "core.nope"})
+
+
 # --- bad input -------------------------------------------------------------------------
 
 def test_unknown_table_is_not_found(client):

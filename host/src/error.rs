@@ -138,6 +138,12 @@ impl<T> Context<T> for std::result::Result<T, std::io::Error> {
     }
 }
 
+impl<T> Context<T> for std::result::Result<T, parquet::errors::ParquetError> {
+    fn context(self, context: impl Into<String>) -> Result<T> {
+        self.map_err(|source| Error::Internal(format!("{}: {source}", context.into())))
+    }
+}
+
 impl From<arrow::error::ArrowError> for Error {
     fn from(err: arrow::error::ArrowError) -> Self {
         Error::InvalidArgument(format!("invalid Arrow data: {err}"))

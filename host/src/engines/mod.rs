@@ -5,7 +5,7 @@ mod conform;
 pub mod duckdb;
 pub mod iceberg;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use ::iceberg::arrow::schema_to_arrow_schema;
@@ -14,7 +14,7 @@ use arrow::datatypes::SchemaRef;
 use serde::Serialize;
 
 use self::duckdb::{DuckEngine, IcebergReader, empty_relation};
-use self::iceberg::{IcebergEngine, LoadedTable, local_path};
+use self::iceberg::{COMPACT_AT, IcebergEngine, LoadedTable, local_path};
 use crate::command::{TableName, Target, quote_literal};
 use crate::config::Config;
 use crate::error::{Context, Error, Result};
@@ -24,6 +24,8 @@ pub struct Lakehouse {
     pub duck: Arc<DuckEngine>,
     /// The metadata location each published DuckDB view currently reads.
     views: tokio::sync::Mutex<HashMap<TableName, String>>,
+    /// Tables a background compaction is working on.
+    compacting: std::sync::Mutex<HashSet<TableName>>,
 }
 
 /// A table as `list_tables` reports it.
@@ -82,6 +84,7 @@ impl Lakehouse {
             iceberg,
             duck: Arc::new(duck),
             views: tokio::sync::Mutex::new(known),
+            compacting: Default::default(),
         };
         lakehouse.sync_views().await?;
         Ok(lakehouse)
@@ -123,6 +126,31 @@ impl Lakehouse {
                 Ok(format!("read_parquet([{}])", list.join(", ")))
             }
         }
+    }
+
+    /// After a commit that left `data_files` in `name`: once that could be
+    /// `COMPACT_AT` small files, compact them on a background task (one per table).
+    pub fn compact_when_due(self: &Arc<Self>, name: &TableName, data_files: u64) {
+        if data_files < COMPACT_AT
+            || !self
+                .compacting
+                .lock()
+                .expect("compacting")
+                .insert(name.clone())
+        {
+            return;
+        }
+        let (lakehouse, name) = (self.clone(), name.clone());
+        tokio::spawn(async move {
+            if let Err(err) = lakehouse.iceberg.compact(&name, COMPACT_AT).await {
+                tracing::warn!(table = %name, %err, "compaction failed; the table is as it was");
+            }
+            lakehouse
+                .compacting
+                .lock()
+                .expect("compacting")
+                .remove(&name);
+        });
     }
 
     /// Make every Iceberg table addressable in SQL as `ns.name`: one DuckDB view per

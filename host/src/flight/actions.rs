@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::get;
 use super::schema_json;
 use crate::command::{ReadCommand, TableName, parse};
-use crate::engines::Lakehouse;
+use crate::engines::{Lakehouse, Located};
 use crate::error::{Error, Result};
 use crate::plugins::Plugins;
 
@@ -33,6 +33,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     (
         "list_plugins",
         "The registered WASM plugins: name, sha256, size, added_at and what they describe of themselves.",
+    ),
+    (
+        "compact_table",
+        "Rewrite the small data files of the Iceberg table {\"table\": ...} as few large ones (one replace snapshot). Returns {\"table\", \"compacted\", \"snapshot_id\", \"data_files\"} (the latter two null when there was nothing to compact).",
     ),
     (
         "list_snapshots",
@@ -84,6 +88,21 @@ pub async fn run(
             let TableArg { table } = parse(body, &what)?;
             let target = lakehouse.drop_table(&table).await?;
             Ok(json!({ "dropped": table, "target": target }))
+        }
+        "compact_table" => {
+            let TableArg { table } = parse(body, &what)?;
+            if let Located::Duckdb = lakehouse.locate(&table).await? {
+                return Err(Error::invalid(format!(
+                    "{table} is a DuckDB table: only Iceberg tables are compacted"
+                )));
+            }
+            let compacted = lakehouse.iceberg.compact(&table, 2).await?;
+            Ok(json!({
+                "table": table,
+                "compacted": compacted.is_some(),
+                "snapshot_id": compacted.as_ref().map(|c| c.snapshot_id),
+                "data_files": compacted.map(|c| c.table_data_files),
+            }))
         }
         "list_snapshots" => {
             let TableArg { table } = parse(body, &what)?;

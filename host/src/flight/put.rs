@@ -171,13 +171,14 @@ impl Sink {
         }
     }
 
-    async fn commit(self, lakehouse: &Lakehouse, command: &PutCommand) -> Result<PutSummary> {
+    async fn commit(self, lakehouse: &Arc<Lakehouse>, command: &PutCommand) -> Result<PutSummary> {
         let (table, target) = (command.table.clone(), command.target);
         match self {
             Sink::Iceberg(write) => {
                 // SQL readers see the new snapshot too: their views are re-pointed
                 // when they plan (`sync_views`), not here on every commit.
                 let committed = lakehouse.iceberg.commit(*write).await?;
+                lakehouse.compact_when_due(&table, committed.table_data_files);
                 Ok(PutSummary {
                     table,
                     target,

@@ -3,7 +3,7 @@
 //! them for an overwrite), the new metadata file, then swap the catalog's pointer
 //! with a compare-and-swap. A concurrent commit makes the swap miss: reload, retry.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -31,6 +31,8 @@ pub struct Committed {
     pub rows: u64,
     pub snapshot_id: i64,
     pub data_files: usize,
+    /// Data files in the table after this commit.
+    pub table_data_files: u64,
 }
 
 /// Files written for one attempt, deleted if the attempt loses the race.
@@ -48,10 +50,11 @@ impl IcebergEngine {
                 let data_files = files.len();
                 self.commit_files(&plan, files)
                     .await
-                    .map(|snapshot_id| Committed {
+                    .map(|snapshot| Committed {
                         rows,
-                        snapshot_id,
+                        snapshot_id: snapshot.snapshot_id(),
                         data_files,
+                        table_data_files: total(snapshot.summary(), "total-data-files"),
                     })
             }
             Err(err) => Err(err),
@@ -62,7 +65,7 @@ impl IcebergEngine {
         outcome
     }
 
-    async fn commit_files(&self, write: &WritePlan, files: Vec<DataFile>) -> Result<i64> {
+    async fn commit_files(&self, write: &WritePlan, files: Vec<DataFile>) -> Result<Snapshot> {
         let ident = ident(&write.name)?;
         // Commits from this process take turns per table: racing on the swap, some of
         // many concurrent appenders would lose every retry. Other processes' commits
@@ -82,7 +85,7 @@ impl IcebergEngine {
                 }
             };
             match outcome {
-                Ok(Some(snapshot_id)) => return Ok(snapshot_id),
+                Ok(Some(snapshot)) => return Ok(snapshot),
                 Ok(None) => {
                     tracing::info!(table = %write.name, attempt, "concurrent commit won; retrying");
                     staged.discard(self).await;
@@ -113,13 +116,12 @@ impl IcebergEngine {
         write: &WritePlan,
         files: &[DataFile],
         staged: &mut Attempt,
-    ) -> Result<Option<i64>> {
-        let (snapshot, _) = self
+    ) -> Result<Option<Snapshot>> {
+        let snapshot = self
             .write_snapshot(metadata, None, write, files, staged)
             .await?;
-        let snapshot_id = snapshot.snapshot_id();
         let metadata = TableMetadataBuilder::new_from_metadata(metadata.clone(), None)
-            .set_branch_snapshot(snapshot, "main")
+            .set_branch_snapshot(snapshot.clone(), "main")
             .and_then(|b| b.build())
             .context("building table metadata")?
             .metadata;
@@ -136,7 +138,7 @@ impl IcebergEngine {
             .register_table(ident, location.to_string())
             .await
         {
-            Ok(_) => Ok(Some(snapshot_id)),
+            Ok(_) => Ok(Some(snapshot)),
             Err(err) if err.kind() == iceberg::ErrorKind::TableAlreadyExists => {
                 Err(Error::AlreadyExists(format!(
                     "table {} was created by another writer during this upload; retry the upload",
@@ -153,7 +155,7 @@ impl IcebergEngine {
         write: &WritePlan,
         files: &[DataFile],
         staged: &mut Attempt,
-    ) -> Result<Option<i64>> {
+    ) -> Result<Option<Snapshot>> {
         let Base::Existing {
             schema_id,
             new_schema,
@@ -175,7 +177,7 @@ impl IcebergEngine {
             )));
         }
         let previous = match (write.op, current.current_snapshot()) {
-            (WriteOp::Append, Some(snapshot)) => table
+            (WriteOp::Append | WriteOp::Replace, Some(snapshot)) => table
                 .table
                 .manifest_list_reader(snapshot)
                 .load()
@@ -195,11 +197,11 @@ impl IcebergEngine {
                 .add_current_schema((*write.schema).clone())
                 .context("adding the new schema")?;
         }
-        let (snapshot, snapshot_id) = self
+        let snapshot = self
             .write_snapshot(current, Some(previous), write, files, staged)
             .await?;
         let metadata = builder
-            .set_branch_snapshot(snapshot, "main")
+            .set_branch_snapshot(snapshot.clone(), "main")
             .and_then(|b| b.build())
             .context("building table metadata")?
             .metadata;
@@ -216,7 +218,7 @@ impl IcebergEngine {
         Ok(self
             .swap_metadata(ident, &old_location, &location.to_string())
             .await?
-            .then_some(snapshot_id))
+            .then_some(snapshot))
     }
 
     /// The catalog's compare-and-swap (the table layout pyiceberg and Java's JDBC
@@ -247,14 +249,17 @@ impl IcebergEngine {
         write: &WritePlan,
         files: &[DataFile],
         staged: &mut Attempt,
-    ) -> Result<(Snapshot, i64)> {
+    ) -> Result<Snapshot> {
         let snapshot_id = unique_snapshot_id(metadata);
         let commit_id = uuid::Uuid::new_v4();
         let meta_dir = format!("{}/metadata", metadata.location());
         let sequence_number = metadata.next_sequence_number();
         let parent = metadata.current_snapshot_id();
 
-        let (mut manifests, merged) = mergeable(previous.unwrap_or_default(), metadata);
+        let replace = write.op == WriteOp::Replace;
+        let (mut manifests, merged) = mergeable(previous.unwrap_or_default(), metadata, replace);
+        let replaced: HashSet<&str> = write.replaces.iter().map(|f| f.file_path()).collect();
+        let mut dropped = 0;
         if !files.is_empty() || !merged.is_empty() {
             let path = format!("{meta_dir}/{commit_id}-m0.avro");
             let output = self
@@ -277,6 +282,10 @@ impl IcebergEngine {
                     .await
                     .context("reading a manifest to merge")?;
                 for entry in entries.entries().iter().filter(|e| e.is_alive()) {
+                    if replaced.contains(entry.data_file().file_path()) {
+                        dropped += 1;
+                        continue;
+                    }
                     // Existing entries keep the snapshot and sequence numbers they were added with.
                     writer
                         .add_existing_file(
@@ -287,6 +296,12 @@ impl IcebergEngine {
                         )
                         .context("merging manifests")?;
                 }
+            }
+            if dropped != replaced.len() {
+                return Err(Error::Cancelled(format!(
+                    "{}: files being rewritten were replaced or removed meanwhile",
+                    write.name
+                )));
             }
             manifests.push(
                 writer
@@ -321,11 +336,16 @@ impl IcebergEngine {
             .with_snapshot_id(snapshot_id)
             .with_parent_snapshot_id(parent)
             .with_sequence_number(sequence_number)
-            .with_summary(summary(write.op, files, previous_summary.as_ref()))
+            .with_summary(summary(
+                write.op,
+                files,
+                &write.replaces,
+                previous_summary.as_ref(),
+            ))
             .with_schema_id(write.schema.schema_id())
             .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
             .build();
-        Ok((snapshot, snapshot_id))
+        Ok(snapshot)
     }
 }
 
@@ -337,13 +357,15 @@ impl Attempt {
     }
 }
 
-/// Split the carried-over manifests into those kept as they are and, once there are
-/// `MERGE_MANIFESTS_AT` or more, the data manifests of the default spec to merge.
+/// Split the carried-over manifests into those kept as they are and the data
+/// manifests of the default spec to merge: always for a replace (which drops some of
+/// their entries), else once there are `MERGE_MANIFESTS_AT` or more.
 fn mergeable(
     manifests: Vec<ManifestFile>,
     metadata: &TableMetadata,
+    replace: bool,
 ) -> (Vec<ManifestFile>, Vec<ManifestFile>) {
-    if manifests.len() < MERGE_MANIFESTS_AT {
+    if !replace && manifests.len() < MERGE_MANIFESTS_AT {
         return (manifests, Vec::new());
     }
     let spec_id = metadata.default_partition_spec_id();
@@ -363,16 +385,25 @@ fn unique_snapshot_id(metadata: &TableMetadata) -> i64 {
     }
 }
 
+/// A total from a snapshot summary (0 when absent).
+fn total(summary: &Summary, key: &str) -> u64 {
+    summary
+        .additional_properties
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The snapshot summary Iceberg readers expect: what was added and removed, and the totals.
-fn summary(op: WriteOp, files: &[DataFile], previous: Option<&Summary>) -> Summary {
+fn summary(
+    op: WriteOp,
+    files: &[DataFile],
+    replaced: &[DataFile],
+    previous: Option<&Summary>,
+) -> Summary {
     let added_records: u64 = files.iter().map(|f| f.record_count()).sum();
     let added_size: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
-    let prev = |key: &str| -> u64 {
-        previous
-            .and_then(|s| s.additional_properties.get(key))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let prev = |key: &str| previous.map_or(0, |s| total(s, key));
     let mut props = HashMap::new();
     let mut set = |key: &str, value: u64| {
         props.insert(key.to_string(), value.to_string());
@@ -398,6 +429,27 @@ fn summary(op: WriteOp, files: &[DataFile], previous: Option<&Summary>) -> Summa
             set("total-records", added_records);
             set("total-files-size", added_size);
             Operation::Overwrite
+        }
+        WriteOp::Replace => {
+            let removed_records: u64 = replaced.iter().map(|f| f.record_count()).sum();
+            let removed_size: u64 = replaced.iter().map(|f| f.file_size_in_bytes()).sum();
+            set("deleted-data-files", replaced.len() as u64);
+            set("deleted-records", removed_records);
+            set("removed-files-size", removed_size);
+            set(
+                "total-data-files",
+                (prev("total-data-files") + files.len() as u64)
+                    .saturating_sub(replaced.len() as u64),
+            );
+            set(
+                "total-records",
+                (prev("total-records") + added_records).saturating_sub(removed_records),
+            );
+            set(
+                "total-files-size",
+                (prev("total-files-size") + added_size).saturating_sub(removed_size),
+            );
+            Operation::Replace
         }
     };
     set("total-delete-files", 0);

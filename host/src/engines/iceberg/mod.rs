@@ -5,6 +5,7 @@
 //! that append and atomic overwrite go through one compare-and-swap path.
 
 mod commit;
+mod compact;
 mod lanes;
 pub mod schema;
 #[cfg(test)]
@@ -25,6 +26,7 @@ use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
 pub use commit::Committed;
+pub use compact::COMPACT_AT;
 pub use lanes::parquet_properties;
 pub use write::{TableWrite, WriteOp};
 

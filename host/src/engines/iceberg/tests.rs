@@ -226,3 +226,80 @@ async fn a_big_upload_is_encoded_on_every_core() {
     assert_eq!(total_records(&table), "4000000");
     assert!(table.data_files(&current).await.unwrap().len() >= cores.min(4));
 }
+
+/// Every id in the table's current data files, sorted.
+async fn ids(engine: &IcebergEngine, name: &TableName) -> Vec<i64> {
+    let table = engine.load(name).await.unwrap().unwrap();
+    let current = table.metadata().current_snapshot().unwrap().clone();
+    let mut ids = Vec::new();
+    for path in table.data_files(&current).await.unwrap() {
+        let file = std::fs::File::open(super::local_path(&path)).unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let column = batch.column_by_name("id").unwrap();
+            let column = column.as_any().downcast_ref::<Int64Array>().unwrap();
+            ids.extend(column.values().iter().copied());
+        }
+    }
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compaction_rewrites_small_files_and_keeps_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&dir).await;
+    let name = TableName::parse("s.t").unwrap();
+    for i in 0..40 {
+        put(&engine, &name, WriteMode::Append, &batch(i * 10, 10, true)).await;
+    }
+    assert!(
+        engine.compact(&name, 50).await.unwrap().is_none(),
+        "below the threshold"
+    );
+
+    let compacted = engine.compact(&name, 32).await.unwrap().unwrap();
+    assert_eq!(compacted.rows, 400);
+    assert_eq!(compacted.table_data_files, 1);
+    assert_eq!(ids(&engine, &name).await, (0..400).collect::<Vec<_>>());
+    let table = engine.load(&name).await.unwrap().unwrap();
+    assert_eq!(total_records(&table), "400");
+    let current = table.metadata().current_snapshot().unwrap();
+    assert_eq!(current.summary().operation.as_str(), "replace");
+    // The snapshot before it still reads its own 40 files.
+    let before = table
+        .metadata()
+        .snapshot_by_id(current.parent_snapshot_id().unwrap());
+    assert_eq!(table.data_files(before.unwrap()).await.unwrap().len(), 40);
+
+    // Appends after a compaction land next to the compacted file.
+    put(&engine, &name, WriteMode::Append, &batch(400, 10, true)).await;
+    assert_eq!(ids(&engine, &name).await, (0..410).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compaction_overtaken_by_an_overwrite_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&dir).await;
+    let name = TableName::parse("s.t").unwrap();
+    for i in 0..4 {
+        put(&engine, &name, WriteMode::Append, &batch(i * 10, 10, true)).await;
+    }
+    let table = engine.load(&name).await.unwrap().unwrap();
+    let small = super::compact::small_files(&table).await.unwrap();
+    assert_eq!(small.len(), 4);
+    let mut rewrite = engine.begin_replace(&name, &table, small).await.unwrap();
+    rewrite.write(&batch(0, 40, true)).await.unwrap();
+
+    put(&engine, &name, WriteMode::Overwrite, &batch(1000, 5, true)).await;
+    assert!(engine.commit(rewrite).await.is_err());
+    assert_eq!(ids(&engine, &name).await, (1000..1005).collect::<Vec<_>>());
+    // The four appends and the overwrite; the rewrite's file is gone.
+    let data_files = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.ends_with(".parquet"))
+        .count();
+    assert_eq!(data_files, 5);
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::lanes::Lanes;
 use super::schema::{Conformer, iceberg_schema_of, same_columns, schema_difference};
-use super::{IcebergEngine, local_path};
+use super::{IcebergEngine, LoadedTable, local_path};
 use crate::command::{TableName, WriteMode};
 use crate::error::{Context, Error, Result};
 
@@ -22,6 +22,8 @@ use crate::error::{Context, Error, Result};
 pub enum WriteOp {
     Append,
     Overwrite,
+    /// The same rows in other files: the plan's `replaces` give way to the new files.
+    Replace,
 }
 
 /// The table a write goes into, as it was when the write began.
@@ -45,6 +47,8 @@ pub(super) struct WritePlan {
     pub op: WriteOp,
     pub base: Base,
     pub schema: SchemaRef,
+    /// For `Replace`: the data files the new ones stand in for.
+    pub replaces: Vec<DataFile>,
     data_dir: String,
     file_prefix: String,
 }
@@ -137,6 +141,38 @@ impl IcebergEngine {
                 }
             }
         };
+        self.start_write(name, op, base, schema, &location, Vec::new())
+            .await
+    }
+
+    /// Start rewriting `replaces` (live data files of `table`) as new files with the
+    /// same rows; the commit swaps them in only if all of them are still live.
+    pub(super) async fn begin_replace(
+        &self,
+        name: &TableName,
+        table: &LoadedTable,
+        replaces: Vec<DataFile>,
+    ) -> Result<TableWrite> {
+        let metadata = table.metadata();
+        let base = Base::Existing {
+            schema_id: metadata.current_schema_id(),
+            new_schema: false,
+        };
+        let schema = metadata.current_schema().clone();
+        let location = metadata.location().to_string();
+        self.start_write(name, WriteOp::Replace, base, schema, &location, replaces)
+            .await
+    }
+
+    async fn start_write(
+        &self,
+        name: &TableName,
+        op: WriteOp,
+        base: Base,
+        schema: SchemaRef,
+        location: &str,
+        replaces: Vec<DataFile>,
+    ) -> Result<TableWrite> {
         let data_dir = format!("{location}/data");
         let file_prefix = uuid::Uuid::new_v4().to_string();
         let lanes = Lanes::open(&self.file_io, &schema, &data_dir, &file_prefix).await?;
@@ -147,6 +183,7 @@ impl IcebergEngine {
                 op,
                 base,
                 schema,
+                replaces,
                 data_dir,
                 file_prefix,
             },

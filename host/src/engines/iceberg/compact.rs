@@ -1,0 +1,98 @@
+//! Compaction: every small append adds a data file, and every read opens every file,
+//! so a table fed by many small appends gets slower to read with each one. Once a
+//! table has `COMPACT_AT` small files, they are rewritten as a few large ones in one
+//! `replace` snapshot: the same rows, and earlier snapshots keep their own files.
+
+use futures::TryStreamExt;
+use iceberg::spec::{DataContentType, DataFile};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+
+use super::{Committed, IcebergEngine, LoadedTable, local_path};
+use crate::command::TableName;
+use crate::error::{Context, Result};
+
+/// Data files smaller than this count as small.
+const SMALL_FILE_BYTES: u64 = 8 << 20;
+/// How many small files a table may gather before they are rewritten.
+pub const COMPACT_AT: u64 = 32;
+
+impl IcebergEngine {
+    /// Rewrite the small data files of `name`'s current snapshot into few large ones.
+    /// None when there are fewer than `min_files`. Appends committed meanwhile are
+    /// kept; if the rewritten files were removed meanwhile (an overwrite), nothing is
+    /// committed.
+    pub async fn compact(&self, name: &TableName, min_files: u64) -> Result<Option<Committed>> {
+        let Some(table) = self.load(name).await? else {
+            return Ok(None);
+        };
+        let small = small_files(&table).await?;
+        if (small.len() as u64) < min_files.max(2) {
+            return Ok(None);
+        }
+        let paths: Vec<String> = small.iter().map(|f| f.file_path().to_string()).collect();
+        let mut write = self.begin_replace(name, &table, small).await?;
+        for path in &paths {
+            if let Err(err) = copy_file(path, &mut write).await {
+                write.abort().await;
+                return Err(err);
+            }
+        }
+        let committed = self.commit(write).await?;
+        tracing::info!(table = %name, files = paths.len(), rows = committed.rows, "compacted small data files");
+        Ok(Some(committed))
+    }
+}
+
+/// The current snapshot's live data files below `SMALL_FILE_BYTES`.
+pub(super) async fn small_files(table: &LoadedTable) -> Result<Vec<DataFile>> {
+    let Some(snapshot) = table.metadata().current_snapshot() else {
+        return Ok(Vec::new());
+    };
+    let file_io = table.table.file_io();
+    let manifests = table
+        .table
+        .manifest_list_reader(snapshot)
+        .load()
+        .await
+        .context("reading the current manifest list")?;
+    let mut small = Vec::new();
+    for manifest in manifests.entries() {
+        let entries = manifest
+            .load_manifest(file_io)
+            .await
+            .context("reading a manifest")?;
+        small.extend(
+            entries
+                .entries()
+                .iter()
+                .filter(|e| e.is_alive())
+                .map(|e| e.data_file())
+                .filter(|f| {
+                    f.content_type() == DataContentType::Data
+                        && f.file_size_in_bytes() < SMALL_FILE_BYTES
+                })
+                .cloned(),
+        );
+    }
+    Ok(small)
+}
+
+/// Stream one data file's batches into the rewrite.
+async fn copy_file(path: &str, write: &mut super::TableWrite) -> Result<()> {
+    let file = tokio::fs::File::open(local_path(path))
+        .await
+        .with_context(|| format!("opening {path} to compact it"))?;
+    let mut batches = ParquetRecordBatchStreamBuilder::new(file)
+        .await
+        .with_context(|| format!("reading {path}"))?
+        .build()
+        .with_context(|| format!("reading {path}"))?;
+    while let Some(batch) = batches
+        .try_next()
+        .await
+        .with_context(|| format!("reading {path}"))?
+    {
+        write.write(&batch).await?;
+    }
+    Ok(())
+}
