@@ -5,11 +5,15 @@
 //! through `check_select` first; the C API's prepare refuses several statements.
 
 use std::ffi::{CStr, CString};
+use std::os::raw::c_char;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
 
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::ffi::FFI_ArrowSchema;
 use duckdb::{Connection, ffi};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -51,9 +55,10 @@ impl Database {
         })
     }
 
-    /// Refuse anything but one SELECT statement, without running it. The error is
-    /// DuckDB's own when the text does not prepare (syntax, unknown table, file access).
-    pub fn check_select(&self, sql: &str) -> Result<()> {
+    /// Refuse anything but one SELECT statement, without running it; its result
+    /// schema. The error is DuckDB's own when the text does not prepare (syntax,
+    /// unknown table, file access).
+    pub fn check_select(&self, sql: &str) -> Result<SchemaRef> {
         let c_sql =
             CString::new(sql).map_err(|_| Error::invalid("the query contains a NUL character"))?;
         let mut conn: ffi::duckdb_connection = ptr::null_mut();
@@ -65,26 +70,75 @@ impl Database {
             }
             let prepared =
                 ffi::duckdb_prepare(conn, c_sql.as_ptr(), &mut stmt) == ffi::DuckDBSuccess;
-            let outcome = if prepared {
-                Ok(ffi::duckdb_prepared_statement_type(stmt))
-            } else {
+            let outcome = if !prepared {
                 let message = ffi::duckdb_prepare_error(stmt);
-                Err(if message.is_null() {
+                Err(super::read::query_failure(if message.is_null() {
                     "the query could not be prepared".to_string()
                 } else {
                     CStr::from_ptr(message).to_string_lossy().into_owned()
-                })
+                }))
+            } else if ffi::duckdb_prepared_statement_type(stmt)
+                != ffi::duckdb_statement_type_DUCKDB_STATEMENT_TYPE_SELECT
+            {
+                Err(Error::invalid(format!(
+                    "{NOT_A_QUERY}: the statement is not a SELECT"
+                )))
+            } else {
+                result_schema(conn, stmt)
             };
             ffi::duckdb_destroy_prepare(&mut stmt);
             ffi::duckdb_disconnect(&mut conn);
-            match outcome {
-                Ok(ffi::duckdb_statement_type_DUCKDB_STATEMENT_TYPE_SELECT) => Ok(()),
-                Ok(_) => Err(Error::invalid(format!(
-                    "{NOT_A_QUERY}: the statement is not a SELECT"
-                ))),
-                Err(message) => Err(super::read::query_failure(message)),
-            }
+            outcome
         }
+    }
+}
+
+/// The Arrow schema of a prepared statement's result, converted with the connection's
+/// Arrow options exactly as duckdb-rs converts the executed result's.
+///
+/// SAFETY: `conn` and `stmt` are live handles, `stmt` prepared on `conn`.
+unsafe fn result_schema(
+    conn: ffi::duckdb_connection,
+    stmt: ffi::duckdb_prepared_statement,
+) -> Result<SchemaRef> {
+    unsafe {
+        let count = ffi::duckdb_prepared_statement_column_count(stmt);
+        let mut types: Vec<_> = (0..count)
+            .map(|i| ffi::duckdb_prepared_statement_column_logical_type(stmt, i))
+            .collect();
+        let mut names: Vec<*const c_char> = (0..count)
+            .map(|i| ffi::duckdb_prepared_statement_column_name(stmt, i))
+            .collect();
+        let mut options: ffi::duckdb_arrow_options = ptr::null_mut();
+        ffi::duckdb_connection_get_arrow_options(conn, &mut options);
+        let mut schema = FFI_ArrowSchema::empty();
+        let mut error = ffi::duckdb_to_arrow_schema(
+            options,
+            types.as_mut_ptr(),
+            names.as_mut_ptr(),
+            count,
+            &mut schema as *mut FFI_ArrowSchema as *mut ffi::ArrowSchema,
+        );
+        let outcome = if ffi::duckdb_error_data_has_error(error) {
+            let message = CStr::from_ptr(ffi::duckdb_error_data_message(error));
+            Err(Error::internal(format!(
+                "converting the result schema to Arrow: {}",
+                message.to_string_lossy()
+            )))
+        } else {
+            Schema::try_from(&schema)
+                .map(Arc::new)
+                .map_err(|err| Error::internal(format!("importing the result schema: {err}")))
+        };
+        ffi::duckdb_destroy_error_data(&mut error);
+        ffi::duckdb_destroy_arrow_options(&mut options);
+        for logical_type in &mut types {
+            ffi::duckdb_destroy_logical_type(logical_type);
+        }
+        for name in names {
+            ffi::duckdb_free(name as *mut std::ffi::c_void);
+        }
+        outcome
     }
 }
 
@@ -113,6 +167,21 @@ impl Drop for Database {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prepared_schema_is_the_executed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("t.db")).unwrap();
+        let sql = "SELECT 1::INTEGER AS i, 2::BIGINT AS b, 1.5::DECIMAL(18, 3) AS d, \
+                   'x' AS s, 'x'::BLOB AS bl, TRUE AS t, DATE '2024-01-02' AS dt, \
+                   TIMESTAMPTZ '2024-01-02 03:04:05+00' AS ts, TIMESTAMP '2024-01-02' AS tn, \
+                   [1, 2] AS l, {'a': 1, 'b': 'c'} AS st, NULL::DOUBLE AS n";
+        let prepared = db.check_select(sql).unwrap();
+        let conn = db.connect().unwrap();
+        let mut stmt = conn.prepare(sql).unwrap();
+        let executed = stmt.query_arrow([]).unwrap().get_schema();
+        assert_eq!(prepared, executed);
+    }
 
     #[test]
     fn only_single_selects_pass_and_nothing_runs() {

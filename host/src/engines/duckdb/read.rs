@@ -69,15 +69,11 @@ pub fn query_failure(message: String) -> Error {
 }
 
 impl DuckEngine {
-    /// The result schema of `sql`, from binding it with LIMIT 0: no data is read.
+    /// The result schema of `sql`, from preparing it: nothing runs, no data is read.
     pub fn schema_of(&self, sql: &str) -> Result<SchemaRef> {
         // The newline ends a trailing `--` comment before the closing parenthesis.
-        let sql = format!("SELECT * FROM (\n{sql}\n) AS floe_schema LIMIT 0");
-        self.db.check_select(&sql)?;
-        let conn = self.connect()?;
-        let mut stmt = conn.prepare(&sql).map_err(query_error)?;
-        let arrow = stmt.query_arrow([]).map_err(query_error)?;
-        Ok(arrow.get_schema())
+        self.db
+            .check_select(&format!("SELECT * FROM (\n{sql}\n) AS floe_schema"))
     }
 
     /// Run `sql` on a blocking thread and stream its result.
@@ -126,7 +122,7 @@ impl DuckEngine {
                 return Ok(());
             }
         };
-        let started = self.db.check_select(sql).and_then(|()| start(&conn, sql));
+        let started = self.db.check_select(sql).and_then(|_| start(&conn, sql));
         let (stmt, schema) = match started {
             Ok(started) => started,
             Err(err) => {
