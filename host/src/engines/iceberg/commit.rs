@@ -1,7 +1,8 @@
-//! One commit path for append and overwrite: write a manifest for the new data files,
-//! a manifest list (with the previous snapshot's manifests for an append, without
-//! them for an overwrite), the new metadata file, then swap the catalog's pointer
-//! with a compare-and-swap. A concurrent commit makes the swap miss: reload, retry.
+//! One commit path for append, overwrite and replace: write a manifest for the new
+//! data files, a manifest list (with the previous snapshot's manifests for an append,
+//! without them for an overwrite, without the replaced files for a replace), the new
+//! metadata file, then swap the catalog's pointer with a compare-and-swap. A
+//! concurrent commit makes the swap miss: reload, retry.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
