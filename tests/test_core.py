@@ -190,7 +190,7 @@ def test_actions(client):
 
 
 def test_small_appends_are_compacted_and_lose_nothing(client, host):
-    """Every 100-row append adds a data file; past 32 the host rewrites them in the
+    """Every 100-row append adds a data file; past 16 the host rewrites them in the
     background while appends go on, and every row stays, once, for every reader."""
     parts = [data.table(100, start=1000 * i, seed=i) for i in range(40)]
     client.put({"table": "core.trickle", "mode": "overwrite"}, parts[0])
@@ -204,7 +204,7 @@ def test_small_appends_are_compacted_and_lose_nothing(client, host):
         time.sleep(0.2)
     replaces = [s for s in snapshots if s["operation"] == "replace"]
     assert replaces, "no compaction within 30 s"
-    assert int(replaces[0]["summary"]["deleted-data-files"]) >= 32
+    assert int(replaces[0]["summary"]["deleted-data-files"]) >= 16
     expected = pa.concat_tables(parts)
     assert_same_rows(client.read({"table": "core.trickle"}), expected)
     assert_same_rows(client.read({"sql": "SELECT * FROM core.trickle"}), expected)

