@@ -36,6 +36,15 @@ async fn put(engine: &IcebergEngine, name: &TableName, mode: WriteMode, data: &R
     engine.commit(write).await.unwrap().snapshot_id
 }
 
+/// `s.t` after `n` appends of 10 rows each: ids 0..10n, one data file each.
+async fn appended(engine: &IcebergEngine, n: i64) -> TableName {
+    let name = TableName::parse("s.t").unwrap();
+    for i in 0..n {
+        put(engine, &name, WriteMode::Append, &batch(i * 10, 10, true)).await;
+    }
+    name
+}
+
 fn total_records(engine_table: &super::LoadedTable) -> String {
     engine_table
         .metadata()
@@ -180,10 +189,7 @@ async fn first_uploads_into_a_new_namespace_all_land() {
 async fn many_appends_keep_few_manifests_and_every_file() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(&dir).await;
-    let name = TableName::parse("s.t").unwrap();
-    for i in 0..40 {
-        put(&engine, &name, WriteMode::Append, &batch(i * 10, 10, false)).await;
-    }
+    let name = appended(&engine, 40).await;
     let table = engine.load(&name).await.unwrap().unwrap();
     let current = table.metadata().current_snapshot().unwrap().clone();
     let manifests = table
@@ -251,10 +257,7 @@ async fn ids(engine: &IcebergEngine, name: &TableName) -> Vec<i64> {
 async fn compaction_rewrites_small_files_and_keeps_every_row() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(&dir).await;
-    let name = TableName::parse("s.t").unwrap();
-    for i in 0..40 {
-        put(&engine, &name, WriteMode::Append, &batch(i * 10, 10, true)).await;
-    }
+    let name = appended(&engine, 40).await;
     assert!(
         engine.compact(&name, 50).await.unwrap().is_none(),
         "below the threshold"
@@ -283,10 +286,7 @@ async fn compaction_rewrites_small_files_and_keeps_every_row() {
 async fn a_compaction_overtaken_by_an_overwrite_commits_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(&dir).await;
-    let name = TableName::parse("s.t").unwrap();
-    for i in 0..4 {
-        put(&engine, &name, WriteMode::Append, &batch(i * 10, 10, true)).await;
-    }
+    let name = appended(&engine, 4).await;
     let table = engine.load(&name).await.unwrap().unwrap();
     let small = super::compact::small_files(&table).await.unwrap();
     assert_eq!(small.len(), 4);
