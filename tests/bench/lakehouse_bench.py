@@ -1,7 +1,7 @@
 """floe against the Python prototype's stack (BASELINE, tests/bench/prototype_server.py)
 on TPC-H lineitem: ingest, full scan, selective scan, small requests, peak RSS.
 
-    .venv/bin/python tests/bench/lakehouse_bench.py --scale 0.1 1 --runs 3
+    .venv/bin/python tests/bench/lakehouse_bench.py --scale 0.1 1 --runs 5
 
 lineitem comes from tpchgen-cli (deterministic), cached in ~/.cache/floe/tpch. Each
 ingest run uses fresh server processes and warehouses; the scans and small requests then
@@ -300,7 +300,7 @@ def markdown(report: dict) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, nargs="+", default=[0.1, 1])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     if not PARQUET_WRITE.exists():
