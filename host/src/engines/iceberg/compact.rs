@@ -4,7 +4,7 @@
 //! `replace` snapshot: the same rows, and earlier snapshots keep their own files.
 
 use futures::TryStreamExt;
-use iceberg::spec::{DataContentType, DataFile};
+use iceberg::spec::{DataContentType, DataFile, ManifestContentType};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 
 use super::{Committed, IcebergEngine, LoadedTable, local_path};
@@ -44,7 +44,8 @@ impl IcebergEngine {
     }
 }
 
-/// The current snapshot's live data files below `SMALL_FILE_BYTES`.
+/// The current snapshot's live data files below `SMALL_FILE_BYTES` (none if the
+/// snapshot has delete files).
 pub(super) async fn small_files(table: &LoadedTable) -> Result<Vec<DataFile>> {
     let Some(snapshot) = table.metadata().current_snapshot() else {
         return Ok(Vec::new());
@@ -56,6 +57,15 @@ pub(super) async fn small_files(table: &LoadedTable) -> Result<Vec<DataFile>> {
         .load()
         .await
         .context("reading the current manifest list")?;
+    // Delete files name the data files they apply to: rewriting those would bring
+    // deleted rows back. floe writes none; a table another engine gave some is left alone.
+    if manifests
+        .entries()
+        .iter()
+        .any(|m| m.content != ManifestContentType::Data)
+    {
+        return Ok(Vec::new());
+    }
     let mut small = Vec::new();
     for manifest in manifests.entries() {
         let entries = manifest

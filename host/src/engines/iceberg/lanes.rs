@@ -103,6 +103,9 @@ impl Lanes {
             self.add_lane().await?;
         }
         let n = self.open.len();
+        if n == 0 {
+            return Err(Error::internal("the upload's Parquet writers have stopped"));
+        }
         let mut batch = batch;
         for i in 0..n {
             let k = (self.next + i) % n;
