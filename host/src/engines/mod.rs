@@ -14,7 +14,7 @@ use arrow::datatypes::SchemaRef;
 use serde::Serialize;
 
 use self::duckdb::{DuckEngine, IcebergReader, empty_relation};
-use self::iceberg::{COMPACT_AT, IcebergEngine, LoadedTable, local_path};
+use self::iceberg::{COMPACT_AT, Committed, IcebergEngine, LoadedTable, local_path};
 use crate::command::{TableName, Target, quote_literal};
 use crate::config::Config;
 use crate::error::{Context, Error, Result};
@@ -128,10 +128,12 @@ impl Lakehouse {
         }
     }
 
-    /// After a commit that left `data_files` in `name`: once that could be
+    /// After a commit to `name` that added a small file: once the table could have
     /// `COMPACT_AT` small files, compact them on a background task (one per table).
-    pub fn compact_when_due(self: &Arc<Self>, name: &TableName, data_files: u64) {
-        if data_files < COMPACT_AT
+    /// Big appends never trigger it, so big tables are not re-read after each one.
+    pub fn compact_when_due(self: &Arc<Self>, name: &TableName, committed: &Committed) {
+        if !committed.added_small_file
+            || committed.table_data_files < COMPACT_AT
             || !self
                 .compacting
                 .lock()

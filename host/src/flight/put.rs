@@ -178,7 +178,7 @@ impl Sink {
                 // SQL readers see the new snapshot too: their views are re-pointed
                 // when they plan (`sync_views`), not here on every commit.
                 let committed = lakehouse.iceberg.commit(*write).await?;
-                lakehouse.compact_when_due(&table, committed.table_data_files);
+                lakehouse.compact_when_due(&table, &committed);
                 Ok(PutSummary {
                     table,
                     target,

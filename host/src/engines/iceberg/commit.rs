@@ -15,6 +15,7 @@ use iceberg::spec::{
 use iceberg::{Catalog, MetadataLocation, TableIdent};
 use serde::Serialize;
 
+use super::compact::is_small;
 use super::write::{Base, TableWrite, WriteOp, WritePlan};
 use super::{CATALOG_NAME, IcebergEngine, ident};
 use crate::command::TableName;
@@ -34,6 +35,8 @@ pub struct Committed {
     pub data_files: usize,
     /// Data files in the table after this commit.
     pub table_data_files: u64,
+    /// Whether the commit added a small data file (see `compact`).
+    pub added_small_file: bool,
 }
 
 /// Files written for one attempt, deleted if the attempt loses the race.
@@ -49,6 +52,7 @@ impl IcebergEngine {
         let outcome = match files {
             Ok(files) => {
                 let data_files = files.len();
+                let added_small_file = files.iter().any(is_small);
                 self.commit_files(&plan, files)
                     .await
                     .map(|snapshot| Committed {
@@ -56,6 +60,7 @@ impl IcebergEngine {
                         snapshot_id: snapshot.snapshot_id(),
                         data_files,
                         table_data_files: total(snapshot.summary(), "total-data-files"),
+                        added_small_file,
                     })
             }
             Err(err) => Err(err),
@@ -178,15 +183,9 @@ impl IcebergEngine {
             )));
         }
         let previous = match (write.op, current.current_snapshot()) {
-            (WriteOp::Append | WriteOp::Replace, Some(snapshot)) => table
-                .table
-                .manifest_list_reader(snapshot)
-                .load()
-                .await
-                .context("reading the current manifest list")?
-                .consume_entries()
-                .into_iter()
-                .collect(),
+            (WriteOp::Append | WriteOp::Replace, Some(snapshot)) => {
+                table.manifests(snapshot).await?
+            }
             _ => Vec::new(),
         };
         let mut builder = TableMetadataBuilder::new_from_metadata(

@@ -51,23 +51,17 @@ pub(super) async fn small_files(table: &LoadedTable) -> Result<Vec<DataFile>> {
         return Ok(Vec::new());
     };
     let file_io = table.table.file_io();
-    let manifests = table
-        .table
-        .manifest_list_reader(snapshot)
-        .load()
-        .await
-        .context("reading the current manifest list")?;
+    let manifests = table.manifests(snapshot).await?;
     // Delete files name the data files they apply to: rewriting those would bring
     // deleted rows back. floe writes none; a table another engine gave some is left alone.
     if manifests
-        .entries()
         .iter()
         .any(|m| m.content != ManifestContentType::Data)
     {
         return Ok(Vec::new());
     }
     let mut small = Vec::new();
-    for manifest in manifests.entries() {
+    for manifest in &manifests {
         let entries = manifest
             .load_manifest(file_io)
             .await
@@ -78,14 +72,15 @@ pub(super) async fn small_files(table: &LoadedTable) -> Result<Vec<DataFile>> {
                 .iter()
                 .filter(|e| e.is_alive())
                 .map(|e| e.data_file())
-                .filter(|f| {
-                    f.content_type() == DataContentType::Data
-                        && f.file_size_in_bytes() < SMALL_FILE_BYTES
-                })
+                .filter(|f| f.content_type() == DataContentType::Data && is_small(f))
                 .cloned(),
         );
     }
     Ok(small)
+}
+
+pub(super) fn is_small(file: &DataFile) -> bool {
+    file.file_size_in_bytes() < SMALL_FILE_BYTES
 }
 
 /// Stream one data file's batches into the rewrite.

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use iceberg::io::{FileIO, FileIOBuilder, LocalFsStorageFactory};
-use iceberg::spec::{SnapshotRef, TableMetadata};
+use iceberg::spec::{ManifestFile, SnapshotRef, TableMetadata};
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableIdent};
 use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
@@ -98,6 +98,19 @@ impl LoadedTable {
             }
             (None, None) => Ok(metadata.current_snapshot().cloned()),
         }
+    }
+
+    /// The manifests a snapshot's manifest list names.
+    pub async fn manifests(&self, snapshot: &SnapshotRef) -> Result<Vec<ManifestFile>> {
+        Ok(self
+            .table
+            .manifest_list_reader(snapshot)
+            .load()
+            .await
+            .context("reading a manifest list")?
+            .consume_entries()
+            .into_iter()
+            .collect())
     }
 
     /// The data files of a snapshot as local paths, planned by iceberg-rust.
