@@ -28,14 +28,23 @@ def free_port() -> int:
 class Host:
     """The real `host` binary, serving a warehouse on loopback."""
 
-    def __init__(self, warehouse: Path, *args: str, port: int | None = None, serve_args: list[str] | None = None):
+    def __init__(
+        self,
+        warehouse: Path,
+        *args: str,
+        port: int | None = None,
+        serve_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ):
         """`serve -w warehouse -p port *args`, or exactly `serve_args` (which must
-        then name the same warehouse and port, e.g. through --config)."""
+        then name the same warehouse and port, e.g. through --config or the
+        environment); `env` is added to this process's environment."""
         self.warehouse = Path(warehouse)
         self.port = port or free_port()
         self.log_path = self.warehouse.parent / f"host-{self.port}.log"
         self.args = serve_args or ["serve", "-w", str(self.warehouse), "-p", str(self.port), *args]
         self.proc: subprocess.Popen | None = None
+        self.env = {**os.environ, **(env or {})}
 
     @property
     def location(self) -> str:
@@ -44,7 +53,7 @@ class Host:
     def start(self, timeout: float = 60) -> "Host":
         self.warehouse.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(HOST_BIN), *self.args], stdout=self._log, stderr=self._log)
+        self.proc = subprocess.Popen([str(HOST_BIN), *self.args], stdout=self._log, stderr=self._log, env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

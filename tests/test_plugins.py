@@ -89,7 +89,7 @@ def test_list_and_inspect(host, registered):
     rows = {line.split()[0]: line.split() for line in plugins_cli(host.warehouse, "list").stdout.splitlines()[1:]}
     assert set(EXAMPLES) <= set(rows)
     name, version, kind, sha256, size = rows["filter"][:5]
-    assert (version, kind) == ("0.1.0", "filter")
+    assert (version, kind) == ("0.2.0", "filter")
     assert sha256 == hashlib.sha256((GUESTS / "filter.wasm").read_bytes()).hexdigest()
     assert int(size) == (GUESTS / "filter.wasm").stat().st_size
     inspected = plugins_cli(host.warehouse, "inspect", "filter").stdout
@@ -119,6 +119,13 @@ PREDICATES = [
     "name NOT IN ('name-7', 'name-8') AND amount IS NOT NULL AND amount < 80.5",
     "day <> '1970-01-05' AND (price <= -1000.25 OR flag = TRUE) AND id != 17",
     "ts >= '2023-11-20 00:00:00' AND amount > 150",
+    # The grammar both share since the filter plugin uses the host's parser:
+    "amount BETWEEN 50 AND 100.5 AND id NOT BETWEEN 1000 AND 900000",
+    "name LIKE 'name-1%' OR name ILIKE 'NAME-99_'",
+    "CAST(id AS VARCHAR) LIKE '%77' AND price::DOUBLE > 0",
+    "id % 5 = 0 AND amount * 2 - 10 > 150 AND id / 4 > 1000",
+    "day BETWEEN DATE '1970-03-01' AND DATE '1972-01-01' AND ts < TIMESTAMPTZ '2023-11-16 00:00:00+00'",
+    "NOT (flag IS NULL OR name NOT IN ('name-1', 'name-2')) OR (price IS NULL AND -id > -1000)",
 ]
 
 
@@ -131,7 +138,7 @@ def test_filter_returns_exactly_duckdbs_rows(registered, million, predicate):
 
 
 def test_filter_errors_name_the_plugin_and_the_problem(registered, million):
-    for predicate, problem in [("amount >", "ends too early"), ("nope = 1", 'no column "nope"')]:
+    for predicate, problem in [("amount >", "Expected: an expression"), ("nope = 1", 'no column "nope"')]:
         with pytest.raises(pa.ArrowInvalid, match=f"plugin 'filter'.*{problem}"):
             registered.info({"table": million, "transforms": [transform("filter", predicate=predicate)]})
     with pytest.raises(pa.ArrowInvalid, match="plugin 'filter': invalid args.*predicat"):
@@ -199,6 +206,28 @@ def test_a_chain_scans_only_the_columns_it_reads(tmp_path, monkeypatch):
         assert result.num_rows > 0
         assert result.equals(expected)
         assert 'SELECT "id", "name", "amount" FROM' in host.log()
+
+
+def test_each_plugin_is_instantiated_once_per_rpc(tmp_path):
+    """A filter -> select chain that narrows the scan binds each plugin once in
+    GetFlightInfo and once in DoGet (the host logs every instantiation)."""
+    with Host(tmp_path / "warehouse", env={"RUST_LOG": "info,floe::plugins=debug"}) as host:
+        for name in ["filter", "select"]:
+            plugins_cli(host.warehouse, "add", name, str(GUESTS / f"{name}.wasm"))
+        client = Client(host.location)
+        client.put({"table": "p.bound", "mode": "overwrite"}, data.table(20_000))
+        chain = [transform("filter", predicate="amount > 120"), transform("select", columns=["id", "name"])]
+
+        def bound() -> list[str]:
+            plain = re.sub(r"\x1b\[[0-9;]*m", "", host.log())
+            return re.findall(r"plugin bound plugin=(\w+)", plain)
+
+        before = len(bound())
+        info = client.info({"table": "p.bound", "transforms": chain})
+        assert bound()[before:] == ["filter", "select"]
+        table = client.flight.do_get(info.endpoints[0].ticket).read_all()
+        assert bound()[before:] == ["filter", "select"] * 2
+        assert table.column_names == ["id", "name"] and table.num_rows > 0
 
 
 def test_chain_on_put_stores_the_transformed_rows(registered):
@@ -315,7 +344,8 @@ def test_add_refuses_what_is_not_a_floe_plugin(host, registered, tmp_path):
     cases = [
         (text, "not a WebAssembly file"),
         (core, "core WebAssembly module, not a component"),
-        (GUESTS / "other_world.wasm", "does not export floe:plugin/transform"),
+        (GUESTS / "other_world.wasm", "does not export floe:plugin/transform@0.2.0"),
+        (GUESTS / "legacy.wasm", "built against floe:plugin/transform@0.1.0, an older plugin contract: rebuild it"),
         (tmp_path / "missing.wasm", "missing.wasm"),
     ]
     for path, message in cases:

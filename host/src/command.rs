@@ -3,7 +3,8 @@
 //! Every command is a UTF-8 JSON object; unknown fields are refused by name so a
 //! typo never silently changes what a request does. Nothing is ever unpickled or
 //! evaluated: the only code a client can send is a SQL query, which the DuckDB
-//! engine runs read-only and confined to the warehouse.
+//! engine runs read-only and confined to the warehouse, and a filter, which is
+//! parsed as one expression before it goes anywhere.
 
 use std::fmt;
 
@@ -53,15 +54,6 @@ impl TableName {
             )),
         }
     }
-
-    /// The name as DuckDB SQL: both parts quoted.
-    pub fn sql(&self) -> String {
-        format!(
-            "{}.{}",
-            quote_ident(&self.namespace),
-            quote_ident(&self.name)
-        )
-    }
 }
 
 impl fmt::Display for TableName {
@@ -96,16 +88,6 @@ fn check_identifier(part: &str) -> Result<()> {
             "invalid name part {part:?}: use letters, digits and _ (not starting with a digit)"
         )))
     }
-}
-
-/// Quote an identifier for DuckDB SQL.
-pub fn quote_ident(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
-/// Quote a string literal for DuckDB SQL.
-pub fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// Where a table lives.
@@ -301,7 +283,6 @@ mod tests {
     fn unqualified_names_live_in_default() {
         let name = TableName::parse("events").unwrap();
         assert_eq!(name.to_string(), "default.events");
-        assert_eq!(name.sql(), "\"default\".\"events\"");
     }
 
     #[test]

@@ -1,136 +1,262 @@
-//! Host settings: defaults that need no setup, an optional TOML file, then flags.
+//! Settings, each declared once: a field of one of the families below (`Warehouse`,
+//! `DuckSettings` for the engine, `SandboxSettings`, `ServerSettings`). Every setting
+//! is a flag (`--port`), an environment variable (`FLOE_PORT`) and a key of the TOML
+//! file named by `--config` (`port = 8816`). A flag beats the environment, which beats
+//! the file, which beats the default. The file's values become the flags' defaults
+//! ([`with_file_defaults`]), so all three go through the same parsing and checks.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use serde::Deserialize;
+use clap::{Args, ValueEnum};
 
-use crate::engines::duckdb::ReaderChoice;
-use crate::plugins::Limits;
-
-pub const DEFAULT_PORT: u16 = 8816;
-
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Absolute path of the warehouse directory.
+/// The warehouse every command works on, and the optional settings file.
+#[derive(Debug, Clone, Args)]
+pub struct Warehouse {
+    /// The warehouse directory (created if missing).
+    #[arg(short, long, value_name = "DIR", env = "FLOE_WAREHOUSE", default_value = "warehouse")]
     pub warehouse: PathBuf,
-    pub address: IpAddr,
-    pub port: u16,
-    /// DuckDB's extension directory (None: DuckDB's default, ~/.duckdb/extensions).
+    /// A TOML file of settings: any of the keys named by the flags here, with `_` for
+    /// `-` (e.g. `port = 8817`). Flags and environment variables override it.
+    #[arg(long, value_name = "FILE", env = "FLOE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl Warehouse {
+    /// The warehouse directory, created if missing, as an absolute path.
+    pub fn dir(&self) -> anyhow::Result<PathBuf> {
+        let dir = &self.warehouse;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the warehouse directory {}", dir.display()))?;
+        dir.canonicalize()
+            .with_context(|| format!("resolving the warehouse directory {}", dir.display()))
+    }
+}
+
+/// Which path DuckDB reads Iceberg tables by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ReaderChoice {
+    /// The iceberg extension when it loads, else read_parquet.
+    #[default]
+    Auto,
+    /// Always DuckDB's iceberg extension (`iceberg_scan`).
+    Extension,
+    /// read_parquet over the data files iceberg-rust plans.
+    #[value(alias = "read_parquet")]
+    ReadParquet,
+}
+
+/// How the engine reads the warehouse.
+#[derive(Debug, Clone, Args)]
+pub struct DuckSettings {
+    /// DuckDB's extension directory [default: DuckDB's own, ~/.duckdb/extensions].
+    #[arg(long, value_name = "DIR", env = "FLOE_EXTENSION_DIR")]
     pub extension_dir: Option<PathBuf>,
+    /// How DuckDB reads Iceberg tables.
+    #[arg(long, value_enum, value_name = "READER", env = "FLOE_ICEBERG_READER", default_value_t)]
     pub iceberg_reader: ReaderChoice,
-    /// The largest gRPC message accepted (pyarrow sends whole batches as one message).
-    pub max_message_bytes: usize,
-    /// The deadline and memory cap of every WASM plugin call.
-    pub plugin_limits: Limits,
 }
 
-/// The `--config FILE` format; every key is optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub warehouse: Option<PathBuf>,
-    pub address: Option<IpAddr>,
-    pub port: Option<u16>,
-    pub extension_dir: Option<PathBuf>,
-    pub iceberg_reader: Option<ReaderChoice>,
-    pub max_message_mib: Option<usize>,
-    pub plugin_deadline_secs: Option<f64>,
-    pub plugin_memory_mib: Option<usize>,
+const DEFAULT_DEADLINE_SECS: f64 = 10.0;
+const DEFAULT_PLUGIN_MEMORY_MIB: u64 = 256;
+
+/// The limits of every WASM plugin call.
+#[derive(Debug, Clone, Args)]
+pub struct SandboxSettings {
+    /// The deadline of each call into a WASM plugin, in seconds (at most 3600).
+    #[arg(long, visible_alias = "plugin-deadline", value_name = "SECS",
+          env = "FLOE_PLUGIN_DEADLINE_SECS", default_value_t = DEFAULT_DEADLINE_SECS,
+          value_parser = deadline_secs)]
+    pub plugin_deadline_secs: f64,
+    /// The memory cap of each WASM plugin instance, in MiB (1 to 4096).
+    #[arg(long, visible_alias = "plugin-memory", value_name = "MIB",
+          env = "FLOE_PLUGIN_MEMORY_MIB", default_value_t = DEFAULT_PLUGIN_MEMORY_MIB,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub plugin_memory_mib: u64,
 }
 
-impl FileConfig {
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+/// The sandbox limits as the plugin runtime uses them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PluginLimits {
+    pub deadline: Duration,
+    pub memory_bytes: usize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs_f64(DEFAULT_DEADLINE_SECS),
+            memory_bytes: (DEFAULT_PLUGIN_MEMORY_MIB as usize) << 20,
+        }
     }
 }
 
-/// Settings given on the command line (None: not given).
-#[derive(Debug, Default, Clone)]
-pub struct Overrides {
-    pub warehouse: Option<PathBuf>,
-    pub address: Option<IpAddr>,
-    pub port: Option<u16>,
-    pub extension_dir: Option<PathBuf>,
-    pub iceberg_reader: Option<ReaderChoice>,
-    pub plugin_deadline_secs: Option<f64>,
-    pub plugin_memory_mib: Option<usize>,
+impl SandboxSettings {
+    pub fn limits(&self) -> PluginLimits {
+        PluginLimits {
+            deadline: Duration::from_secs_f64(self.plugin_deadline_secs),
+            memory_bytes: (self.plugin_memory_mib as usize) << 20,
+        }
+    }
 }
 
-impl Config {
-    /// Defaults, overlaid by the file, overlaid by the flags.
-    pub fn resolve(file: Option<&Path>, flags: Overrides) -> anyhow::Result<Self> {
-        let file = file.map(FileConfig::load).transpose()?.unwrap_or_default();
-        let warehouse = flags
-            .warehouse
-            .or(file.warehouse)
-            .unwrap_or_else(|| PathBuf::from("warehouse"));
-        std::fs::create_dir_all(&warehouse)
-            .with_context(|| format!("creating the warehouse directory {}", warehouse.display()))?;
-        let warehouse = warehouse.canonicalize().with_context(|| {
-            format!("resolving the warehouse directory {}", warehouse.display())
-        })?;
-        Ok(Self {
-            warehouse,
-            address: flags
-                .address
-                .or(file.address)
-                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            port: flags.port.or(file.port).unwrap_or(DEFAULT_PORT),
-            extension_dir: flags.extension_dir.or(file.extension_dir),
-            iceberg_reader: flags
-                .iceberg_reader
-                .or(file.iceberg_reader)
-                .unwrap_or_default(),
-            max_message_bytes: file.max_message_mib.unwrap_or(256) * 1024 * 1024,
-            plugin_limits: plugin_limits(
-                flags.plugin_deadline_secs.or(file.plugin_deadline_secs),
-                flags.plugin_memory_mib.or(file.plugin_memory_mib),
-            )?,
-        })
+fn deadline_secs(text: &str) -> Result<f64, String> {
+    let secs: f64 = text.parse().map_err(|err| format!("{err}"))?;
+    if secs.is_finite() && secs > 0.0 && secs <= 3600.0 {
+        Ok(secs)
+    } else {
+        Err(format!("the plugin deadline must be more than 0 and at most 3600 seconds, not {secs}"))
     }
+}
 
+/// Where and how the Flight server listens.
+#[derive(Debug, Clone, Args)]
+pub struct ServerSettings {
+    /// The address to listen on.
+    #[arg(long, value_name = "ADDR", env = "FLOE_ADDRESS", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub address: IpAddr,
+    /// The port to listen on (0 picks a free one).
+    #[arg(short, long, env = "FLOE_PORT", default_value_t = 8816)]
+    pub port: u16,
+    /// The largest gRPC message accepted or sent, in MiB (pyarrow sends a whole
+    /// batch as one message).
+    #[arg(long, value_name = "MIB", env = "FLOE_MAX_MESSAGE_MIB", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..=2048))]
+    pub max_message_mib: u64,
+}
+
+impl ServerSettings {
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.address, self.port)
     }
+
+    pub fn max_message_bytes(&self) -> usize {
+        (self.max_message_mib as usize) << 20
+    }
 }
 
-fn plugin_limits(deadline_secs: Option<f64>, memory_mib: Option<usize>) -> anyhow::Result<Limits> {
-    let mut limits = Limits::default();
-    if let Some(secs) = deadline_secs {
-        anyhow::ensure!(
-            secs.is_finite() && secs > 0.0 && secs <= 3600.0,
-            "the plugin deadline must be between 0 and 3600 seconds, not {secs}"
-        );
-        limits.deadline = std::time::Duration::from_secs_f64(secs);
+/// Every setting: `host serve` uses them all, `host doctor` shows them all.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    #[command(flatten)]
+    pub warehouse: Warehouse,
+    #[command(flatten)]
+    pub duck: DuckSettings,
+    #[command(flatten)]
+    pub sandbox: SandboxSettings,
+    #[command(flatten)]
+    pub server: ServerSettings,
+}
+
+/// The `--config` file a parse named, in whichever subcommand.
+pub fn config_file(matches: &clap::ArgMatches) -> Option<PathBuf> {
+    if let Ok(Some(path)) = matches.try_get_one::<PathBuf>("config") {
+        return Some(path.clone());
     }
-    if let Some(mib) = memory_mib {
+    matches.subcommand().and_then(|(_, sub)| config_file(sub))
+}
+
+/// `command` with the settings of the TOML file `path` as its defaults. A key that
+/// names no setting, or a value that is not a plain string, number or boolean, is
+/// refused with the file and the key named.
+pub fn with_file_defaults(command: clap::Command, path: &Path) -> anyhow::Result<clap::Command> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let known = settings(&command);
+    let mut values = Vec::new();
+    for (key, value) in table {
         anyhow::ensure!(
-            (1..=4096).contains(&mib),
-            "the plugin memory cap must be 1 to 4096 MiB, not {mib}"
+            known.contains(&key),
+            "{}: unknown setting {key:?}; the settings are: {}",
+            path.display(),
+            known.iter().cloned().collect::<Vec<_>>().join(", ")
         );
-        limits.memory_bytes = mib << 20;
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => anyhow::bail!(
+                "{}: setting {key:?} must be a string, number or boolean, not {}",
+                path.display(),
+                other.type_str()
+            ),
+        };
+        values.push((key, text));
     }
-    Ok(limits)
+    Ok(set_defaults(command, &values))
+}
+
+/// Every setting's name: the arguments that have an environment variable.
+fn settings(command: &clap::Command) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = command
+        .get_arguments()
+        .filter(|arg| arg.get_env().is_some() && arg.get_id() != "config")
+        .map(|arg| arg.get_id().to_string())
+        .collect();
+    for sub in command.get_subcommands() {
+        names.extend(settings(sub));
+    }
+    names
+}
+
+fn set_defaults(command: clap::Command, values: &[(String, String)]) -> clap::Command {
+    command
+        .mut_args(|arg| {
+            match values.iter().find(|(key, _)| arg.get_id() == key.as_str()) {
+                Some((_, value)) if arg.get_env().is_some() => arg.default_value(value.clone()),
+                _ => arg,
+            }
+        })
+        .mut_subcommands(|sub| set_defaults(sub, values))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::{CommandFactory, FromArgMatches, Parser};
+
+    #[derive(Debug, Parser)]
+    struct Probe {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn parse(file: &str, args: &[&str]) -> anyhow::Result<Settings> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("floe.toml");
+        std::fs::write(&path, file)?;
+        let command = with_file_defaults(Probe::command(), &path)?;
+        let matches = command.try_get_matches_from(std::iter::once("probe").chain(args.iter().copied()))?;
+        Ok(Probe::from_arg_matches(&matches)?.settings)
+    }
 
     #[test]
-    fn plugin_limits_default_and_refuse_nonsense() {
-        let limits = plugin_limits(None, None).unwrap();
-        assert_eq!(limits.deadline, std::time::Duration::from_secs(10));
-        assert_eq!(limits.memory_bytes, 256 << 20);
-        let limits = plugin_limits(Some(0.5), Some(64)).unwrap();
-        assert_eq!(limits.deadline, std::time::Duration::from_millis(500));
-        assert_eq!(limits.memory_bytes, 64 << 20);
-        for (secs, mib) in [(Some(0.0), None), (Some(f64::NAN), None), (None, Some(0))] {
-            assert!(plugin_limits(secs, mib).is_err(), "{secs:?} {mib:?}");
+    fn the_file_beats_defaults_and_flags_beat_the_file() {
+        let probe = parse("port = 9000\nplugin_memory_mib = 64\niceberg_reader = \"read-parquet\"", &[]).unwrap();
+        assert_eq!(probe.server.port, 9000);
+        assert_eq!(probe.sandbox.plugin_memory_mib, 64);
+        assert_eq!(probe.duck.iceberg_reader, ReaderChoice::ReadParquet);
+        assert_eq!(probe.sandbox.plugin_deadline_secs, DEFAULT_DEADLINE_SECS);
+        let probe = parse("port = 9000", &["--port", "9001", "--plugin-deadline", "0.5"]).unwrap();
+        assert_eq!(probe.server.port, 9001);
+        assert_eq!(probe.sandbox.limits().deadline, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = parse("prot = 1", &[]).unwrap_err().to_string();
+        assert!(err.contains("\"prot\"") && err.contains("port"), "{err}");
+        for (file, flag) in [("plugin_memory_mib = 0", "plugin-memory-mib"), ("plugin_deadline_secs = 0", "plugin-deadline-secs")] {
+            let err = parse(file, &[]).unwrap_err().to_string();
+            assert!(err.contains(flag), "{err}");
         }
+        let err = parse("port = [1]", &[]).unwrap_err().to_string();
+        assert!(err.contains("\"port\""), "{err}");
     }
 }

@@ -27,12 +27,6 @@ pub enum Error {
         source: Box<iceberg::Error>,
     },
     #[error("{context}: {source}")]
-    DuckDb {
-        context: String,
-        #[source]
-        source: duckdb::Error,
-    },
-    #[error("{context}: {source}")]
     Io {
         context: String,
         #[source]
@@ -76,16 +70,9 @@ impl Error {
                 }
                 _ => Code::Internal,
             },
-            Error::DuckDb { source, .. } => duckdb_code(source),
             Error::Io { .. } | Error::Internal(_) => Code::Internal,
         }
     }
-}
-
-/// DuckDB reports user mistakes (bad SQL, unknown columns, type errors) and
-/// confinement violations through one error type: classify them by message.
-fn duckdb_code(err: &duckdb::Error) -> Code {
-    crate::engines::duckdb::read::query_failure(err.to_string()).code()
 }
 
 impl From<Error> for Status {
@@ -120,15 +107,6 @@ impl<T> Context<T> for std::result::Result<T, iceberg::Error> {
     }
 }
 
-impl<T> Context<T> for std::result::Result<T, duckdb::Error> {
-    fn context(self, context: impl Into<String>) -> Result<T> {
-        self.map_err(|source| Error::DuckDb {
-            context: context.into(),
-            source,
-        })
-    }
-}
-
 impl<T> Context<T> for std::result::Result<T, std::io::Error> {
     fn context(self, context: impl Into<String>) -> Result<T> {
         self.map_err(|source| Error::Io {
@@ -144,9 +122,12 @@ impl<T> Context<T> for std::result::Result<T, parquet::errors::ParquetError> {
     }
 }
 
+/// Arrow failures inside the host (projecting, filtering, coalescing, casting to the
+/// table's layout) are the host's: a client's malformed Arrow is caught where its
+/// upload is decoded and reported there as InvalidArgument.
 impl From<arrow::error::ArrowError> for Error {
     fn from(err: arrow::error::ArrowError) -> Self {
-        Error::InvalidArgument(format!("invalid Arrow data: {err}"))
+        Error::Internal(format!("Arrow: {err}"))
     }
 }
 

@@ -1,18 +1,29 @@
 //! floe: a WebAssembly-pluggable Arrow Flight host for the lakehouse.
 //!
-//! - [`flight`]: the Flight service (where a `do_get` or `do_put` goes);
-//! - [`command`] and [`plan`]: the JSON commands clients send, and what a read becomes;
-//! - [`engines`]: Iceberg tables (iceberg-rust, SQL catalog) and DuckDB, the read engine;
-//! - [`plugins`]: WASM transform plugins (registry, wasmtime runtime, per-ticket chains);
-//! - [`cli`] and [`config`]: the `host` binary's edge.
+//! A request travels down this map, and nothing imports upwards:
+//!
+//! - [`flight`]: the Flight front-end, protocol only (decode a request, call the core,
+//!   encode the answer);
+//! - [`core`] with the use cases [`read`] (plan, bind the chain once, run) and
+//!   [`write`] (chain, one write handle, commit or abort): what every front-end calls;
+//! - [`engines`]: the [`Lakehouse`](engines::Lakehouse), the only door to storage
+//!   (Iceberg tables in a SQL catalog, DuckDB for reads and native tables; all SQL
+//!   text in `engines::duckdb::sql`);
+//! - [`plugins`]: WASM transform plugins (registry, wasmtime runtime, sandbox, chains);
+//! - [`command`]: the JSON commands clients send; [`config`]: every setting, declared
+//!   once; [`error`]; [`blocking`];
+//! - [`cli`]: the `host` binary's edge.
 
+pub mod blocking;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod core;
 pub mod engines;
 pub mod error;
 pub mod flight;
-pub mod plan;
 pub mod plugins;
+pub mod read;
+pub mod write;
 
 pub use error::{Error, Result};

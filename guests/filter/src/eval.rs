@@ -1,93 +1,244 @@
-//! A parsed predicate evaluated over a batch with Arrow kernels.
+//! A parsed predicate evaluated over a batch with Arrow kernels, following DuckDB:
+//! three-valued logic, `/` divides as doubles, division by zero is NULL.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use arrow_arith::boolean::{and_kleene, is_not_null, is_null, not, or_kleene};
+use arrow_arith::numeric;
 use arrow_cast::{CastOptions, can_cast_types, cast_with_options};
 use arrow_ord::cmp;
+use arrow_select::nullif::nullif;
+use arrow_string::like;
 use floe_sdk::arrow_array::{
-    Array, ArrayRef, BooleanArray, Datum, Float64Array, Int64Array, NullArray, RecordBatch, Scalar,
+    Array, ArrayRef, BooleanArray, Datum, Float64Array, Int64Array, NullArray, RecordBatch,
     StringArray, new_null_array,
 };
-use floe_sdk::arrow_schema::{DataType, Schema};
+use floe_sdk::arrow_schema::{DataType, Schema, TimeUnit};
+use floe_wire::expr::ast::{
+    BinaryOperator as Op, CastKind, DataType as SqlType, ExactNumberInfo, Expr, InTarget,
+    TimezoneInfo, UnaryOperator, Value as SqlValue, visit_expressions,
+};
 
-use crate::parse::{Cmp, Expr, Literal};
+/// A literal keeps no type until it meets a column, whose type it then takes
+/// (`ts >= '2024-01-01'` compares timestamps, as in DuckDB).
+#[derive(Debug, Clone, PartialEq)]
+enum Literal {
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bool(bool),
+    Null,
+}
 
-/// A column, or a literal not yet given a type.
 enum Value {
     Array(ArrayRef),
     Literal(Literal),
 }
 
+type Outcome<T> = Result<T, String>;
+
+fn arrow(err: impl std::fmt::Display) -> String {
+    err.to_string()
+}
+
+/// The input columns the predicate reads, as the schema spells them.
+pub fn columns(expr: &Expr, schema: &Schema) -> Outcome<Vec<String>> {
+    let mut names: Vec<String> = Vec::new();
+    let flow = visit_expressions(expr, |e| {
+        let name = match e {
+            Expr::Identifier(ident) => &ident.value,
+            Expr::CompoundIdentifier(parts) => match parts.last() {
+                Some(last) => &last.value,
+                None => return ControlFlow::Continue(()),
+            },
+            _ => return ControlFlow::Continue(()),
+        };
+        match resolve(schema, name) {
+            Some(found) if names.contains(&found) => ControlFlow::Continue(()),
+            Some(found) => {
+                names.push(found);
+                ControlFlow::Continue(())
+            }
+            None => ControlFlow::Break(no_column(schema, name)),
+        }
+    });
+    match flow {
+        ControlFlow::Break(err) => Err(err),
+        ControlFlow::Continue(()) => Ok(names),
+    }
+}
+
 /// Which rows the predicate is true for (null counts as false when filtering).
-pub fn mask(expr: &Expr, batch: &RecordBatch) -> Result<BooleanArray, String> {
+pub fn mask(expr: &Expr, batch: &RecordBatch) -> Outcome<BooleanArray> {
     match eval(expr, batch)? {
         Value::Array(array) => as_boolean(&array, expr),
         Value::Literal(Literal::Bool(b)) => Ok(BooleanArray::from(vec![b; batch.num_rows()])),
         Value::Literal(Literal::Null) => Ok(BooleanArray::new_null(batch.num_rows())),
-        Value::Literal(other) => Err(format!(
-            "the predicate is a value ({other:?}), not a condition"
-        )),
+        Value::Literal(other) => Err(format!("{expr} is a value ({other:?}), not a condition")),
     }
 }
 
-fn eval(expr: &Expr, batch: &RecordBatch) -> Result<Value, String> {
+fn eval(expr: &Expr, batch: &RecordBatch) -> Outcome<Value> {
+    let rows = batch.num_rows();
+    let boolean = |array: BooleanArray| Value::Array(Arc::new(array));
     Ok(match expr {
-        Expr::Column(name) => Value::Array(column(batch, name)?),
-        Expr::Literal(literal) => Value::Literal(literal.clone()),
-        Expr::Compare(left, op, right) => Value::Array(Arc::new(compare(
-            eval(left, batch)?,
-            *op,
-            eval(right, batch)?,
-            batch,
-        )?)),
-        Expr::InList {
-            expr,
-            list,
-            negated,
+        Expr::Identifier(ident) => Value::Array(column(batch, &ident.value)?),
+        Expr::CompoundIdentifier(parts) => match parts.last() {
+            Some(last) => Value::Array(column(batch, &last.value)?),
+            None => return Err("an empty column name".into()),
+        },
+        Expr::Value(value) => Value::Literal(literal(&value.value)?),
+        Expr::Nested(inner) => eval(inner, batch)?,
+        Expr::TypedString(typed) => {
+            let text = string(&typed.value.value)?;
+            let to = arrow_type(&typed.data_type)?;
+            Value::Array(to_array(Literal::Str(text), Some(&to), rows)?)
+        }
+        Expr::Cast {
+            kind,
+            expr: inner,
+            data_type,
+            format: None,
         } => {
-            let value = eval(expr, batch)?;
-            let mut any = BooleanArray::from(vec![false; batch.num_rows()]);
-            for item in list {
-                let equal = compare(clone(&value), Cmp::Eq, Value::Literal(item.clone()), batch)?;
-                any = or_kleene(&any, &equal).map_err(|e| e.to_string())?;
-            }
-            Value::Array(Arc::new(if *negated {
-                not(&any).map_err(|e| e.to_string())?
-            } else {
-                any
-            }))
-        }
-        Expr::IsNull { expr, negated } => {
-            let array = to_array(eval(expr, batch)?, None, batch.num_rows())?;
-            let result = if *negated {
-                is_not_null(&array)
-            } else {
-                is_null(&array)
+            let to = arrow_type(data_type)?;
+            let safe = matches!(kind, CastKind::TryCast | CastKind::SafeCast);
+            let array = match eval(inner, batch)? {
+                Value::Array(array) => array,
+                Value::Literal(literal) => to_array(literal, None, rows)?,
             };
-            Value::Array(Arc::new(result.map_err(|e| e.to_string())?))
+            Value::Array(cast(&array, &to, safe)?)
         }
-        Expr::And(left, right) => Value::Array(Arc::new(
-            and_kleene(&mask(left, batch)?, &mask(right, batch)?).map_err(|e| e.to_string())?,
-        )),
-        Expr::Or(left, right) => Value::Array(Arc::new(
-            or_kleene(&mask(left, batch)?, &mask(right, batch)?).map_err(|e| e.to_string())?,
-        )),
-        Expr::Not(inner) => Value::Array(Arc::new(
-            not(&mask(inner, batch)?).map_err(|e| e.to_string())?,
-        )),
+        Expr::UnaryOp { op, expr: inner } => match (op, eval(inner, batch)?) {
+            (UnaryOperator::Not, _) => boolean(not(&mask(inner, batch)?).map_err(arrow)?),
+            (UnaryOperator::Plus, value) => value,
+            (UnaryOperator::Minus, Value::Literal(Literal::Int(i))) => {
+                Value::Literal(Literal::Int(-i))
+            }
+            (UnaryOperator::Minus, Value::Literal(Literal::Float(f))) => {
+                Value::Literal(Literal::Float(-f))
+            }
+            (UnaryOperator::Minus, Value::Array(array)) => {
+                Value::Array(numeric::neg(&array).map_err(arrow)?)
+            }
+            _ => return Err(format!("{expr} is not supported by the filter plugin")),
+        },
+        Expr::BinaryOp { left, op, right } => match op {
+            Op::And => boolean(and_kleene(&mask(left, batch)?, &mask(right, batch)?).map_err(arrow)?),
+            Op::Or => boolean(or_kleene(&mask(left, batch)?, &mask(right, batch)?).map_err(arrow)?),
+            Op::Eq | Op::NotEq | Op::Lt | Op::LtEq | Op::Gt | Op::GtEq => {
+                boolean(compare(eval(left, batch)?, op, eval(right, batch)?, rows)?)
+            }
+            Op::Plus | Op::Minus | Op::Multiply | Op::Divide | Op::Modulo => {
+                Value::Array(arithmetic(eval(left, batch)?, op, eval(right, batch)?, rows)?)
+            }
+            other => return Err(format!("operator {other} is not supported by the filter plugin")),
+        },
+        Expr::IsNull(inner) => boolean(is_null(&array(eval(inner, batch)?, rows)?).map_err(arrow)?),
+        Expr::IsNotNull(inner) => {
+            boolean(is_not_null(&array(eval(inner, batch)?, rows)?).map_err(arrow)?)
+        }
+        Expr::IsTrue(inner) => boolean(is(&mask(inner, batch)?, true)),
+        Expr::IsFalse(inner) => boolean(is(&mask(inner, batch)?, false)),
+        Expr::IsNotTrue(inner) => boolean(not(&is(&mask(inner, batch)?, true)).map_err(arrow)?),
+        Expr::IsNotFalse(inner) => boolean(not(&is(&mask(inner, batch)?, false)).map_err(arrow)?),
+        Expr::In {
+            expr: inner,
+            target: InTarget::List(list),
+            negated,
+            ..
+        } => {
+            let value = array(eval(inner, batch)?, rows)?;
+            let mut any = BooleanArray::from(vec![false; rows]);
+            for item in list {
+                let equal = compare(Value::Array(value.clone()), &Op::Eq, eval(item, batch)?, rows)?;
+                any = or_kleene(&any, &equal).map_err(arrow)?;
+            }
+            boolean(if *negated { not(&any).map_err(arrow)? } else { any })
+        }
+        Expr::Between {
+            expr: inner,
+            negated,
+            low,
+            high,
+        } => {
+            let value = array(eval(inner, batch)?, rows)?;
+            let above = compare(Value::Array(value.clone()), &Op::GtEq, eval(low, batch)?, rows)?;
+            let below = compare(Value::Array(value), &Op::LtEq, eval(high, batch)?, rows)?;
+            let between = and_kleene(&above, &below).map_err(arrow)?;
+            boolean(if *negated { not(&between).map_err(arrow)? } else { between })
+        }
+        Expr::Like {
+            negated,
+            any: false,
+            expr: inner,
+            pattern,
+            escape_char: None,
+        } => boolean(matches(eval(inner, batch)?, eval(pattern, batch)?, *negated, false, rows)?),
+        Expr::ILike {
+            negated,
+            any: false,
+            expr: inner,
+            pattern,
+            escape_char: None,
+        } => boolean(matches(eval(inner, batch)?, eval(pattern, batch)?, *negated, true, rows)?),
+        other => return Err(format!("{other} is not supported by the filter plugin")),
     })
 }
 
-fn clone(value: &Value) -> Value {
+fn literal(value: &SqlValue) -> Outcome<Literal> {
+    Ok(match value {
+        SqlValue::Number(text, _) => match text.parse::<i64>() {
+            Ok(i) => Literal::Int(i),
+            Err(_) => Literal::Float(text.parse().map_err(|_| format!("bad number {text}"))?),
+        },
+        SqlValue::Boolean(b) => Literal::Bool(*b),
+        SqlValue::Null => Literal::Null,
+        other => Literal::Str(string(other)?),
+    })
+}
+
+fn string(value: &SqlValue) -> Outcome<String> {
     match value {
-        Value::Array(array) => Value::Array(array.clone()),
-        Value::Literal(literal) => Value::Literal(literal.clone()),
+        SqlValue::SingleQuotedString(s) => Ok(s.clone()),
+        SqlValue::DollarQuotedString(s) => Ok(s.value.clone()),
+        other => Err(format!("literal {other} is not supported by the filter plugin")),
     }
 }
 
+/// SQL type names as Arrow types, as DuckDB maps them.
+fn arrow_type(sql: &SqlType) -> Outcome<DataType> {
+    Ok(match sql {
+        SqlType::Boolean | SqlType::Bool => DataType::Boolean,
+        SqlType::TinyInt(_) => DataType::Int8,
+        SqlType::SmallInt(_) | SqlType::Int2(_) => DataType::Int16,
+        SqlType::Int(_) | SqlType::Integer(_) | SqlType::Int4(_) | SqlType::Int32 => {
+            DataType::Int32
+        }
+        SqlType::BigInt(_) | SqlType::Int8(_) | SqlType::Int64 => DataType::Int64,
+        SqlType::Real | SqlType::Float4 | SqlType::Float(_) => DataType::Float32,
+        SqlType::Double(_) | SqlType::DoublePrecision | SqlType::Float8 | SqlType::Float64 => {
+            DataType::Float64
+        }
+        SqlType::Decimal(info) | SqlType::Numeric(info) => match info {
+            ExactNumberInfo::None => DataType::Decimal128(18, 3),
+            ExactNumberInfo::Precision(p) => DataType::Decimal128(*p as u8, 0),
+            ExactNumberInfo::PrecisionAndScale(p, s) => DataType::Decimal128(*p as u8, *s as i8),
+        },
+        SqlType::Varchar(_) | SqlType::Text | SqlType::String(_) => DataType::Utf8,
+        SqlType::Date => DataType::Date32,
+        SqlType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {
+            DataType::Timestamp(TimeUnit::Microsecond, None)
+        }
+        SqlType::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        }
+        other => return Err(format!("type {other} is not supported by the filter plugin")),
+    })
+}
+
 /// A column's name as the schema spells it: exact first, then ignoring case (as SQL does).
-pub fn resolve(schema: &Schema, name: &str) -> Option<String> {
+fn resolve(schema: &Schema, name: &str) -> Option<String> {
     let field = schema.field_with_name(name).ok().or_else(|| {
         schema
             .fields()
@@ -98,94 +249,135 @@ pub fn resolve(schema: &Schema, name: &str) -> Option<String> {
     Some(field.name().clone())
 }
 
-fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef, String> {
+fn no_column(schema: &Schema, name: &str) -> String {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    format!("no column {name:?} (columns: {})", names.join(", "))
+}
+
+fn column(batch: &RecordBatch, name: &str) -> Outcome<ArrayRef> {
     let schema = batch.schema();
     match resolve(&schema, name) {
-        Some(resolved) => Ok(batch.column_by_name(&resolved).expect("resolved").clone()),
-        None => Err(format!(
-            "no column {name:?} (columns: {})",
-            schema
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+        Some(found) => Ok(batch.column_by_name(&found).expect("resolved").clone()),
+        None => Err(no_column(&schema, name)),
     }
 }
 
-fn compare(
-    left: Value,
-    op: Cmp,
-    right: Value,
-    batch: &RecordBatch,
-) -> Result<BooleanArray, String> {
-    let rows = batch.num_rows();
-    let (left, right): (Box<dyn Datum>, Box<dyn Datum>) = match (left, right) {
-        (Value::Array(l), Value::Array(r)) => {
-            let (l, r) = common_type(l, r)?;
-            (Box::new(l), Box::new(r))
-        }
-        (Value::Array(array), Value::Literal(literal)) => {
-            let (array, scalar) = with_literal(array, literal)?;
-            (Box::new(array), Box::new(scalar))
-        }
-        (Value::Literal(literal), Value::Array(array)) => {
-            let (array, scalar) = with_literal(array, literal)?;
-            (Box::new(scalar), Box::new(array))
-        }
-        (Value::Literal(l), Value::Literal(r)) => {
-            let (l, r) = common_type(
-                to_array(Value::Literal(l), None, rows)?,
-                to_array(Value::Literal(r), None, rows)?,
-            )?;
-            (Box::new(l), Box::new(r))
-        }
-    };
-    let (l, r) = (left.as_ref(), right.as_ref());
+fn compare(left: Value, op: &Op, right: Value, rows: usize) -> Outcome<BooleanArray> {
+    let (left, right) = comparable(left, right, rows)?;
+    let (l, r): (&dyn Datum, &dyn Datum) = (&left, &right);
     match op {
-        Cmp::Eq => cmp::eq(l, r),
-        Cmp::NotEq => cmp::neq(l, r),
-        Cmp::Lt => cmp::lt(l, r),
-        Cmp::LtEq => cmp::lt_eq(l, r),
-        Cmp::Gt => cmp::gt(l, r),
-        Cmp::GtEq => cmp::gt_eq(l, r),
+        Op::Eq => cmp::eq(l, r),
+        Op::NotEq => cmp::neq(l, r),
+        Op::Lt => cmp::lt(l, r),
+        Op::LtEq => cmp::lt_eq(l, r),
+        Op::Gt => cmp::gt(l, r),
+        _ => cmp::gt_eq(l, r),
     }
-    .map_err(|e| e.to_string())
+    .map_err(arrow)
 }
 
-/// A column and a literal made comparable: the literal takes the column's type,
-/// except that a fractional number against integers compares as floats.
-fn with_literal(array: ArrayRef, literal: Literal) -> Result<(ArrayRef, Scalar<ArrayRef>), String> {
+/// Two operands of one type: a literal takes the other side's type (except that a
+/// fraction against integers compares as floats); numbers of different types meet
+/// as floats; otherwise the right side takes the left side's type.
+fn comparable(left: Value, right: Value, rows: usize) -> Outcome<(ArrayRef, ArrayRef)> {
+    match (left, right) {
+        (Value::Array(array), Value::Literal(literal)) => with_literal(array, literal, rows),
+        (Value::Literal(literal), Value::Array(array)) => {
+            with_literal(array, literal, rows).map(|(a, l)| (l, a))
+        }
+        (left, right) => {
+            let (left, right) = (array(left, rows)?, array(right, rows)?);
+            let (lt, rt) = (left.data_type().clone(), right.data_type().clone());
+            if lt == rt {
+                Ok((left, right))
+            } else if lt.is_numeric() && rt.is_numeric() {
+                Ok((
+                    cast(&left, &DataType::Float64, false)?,
+                    cast(&right, &DataType::Float64, false)?,
+                ))
+            } else {
+                Ok((left, cast(&right, &lt, false)?))
+            }
+        }
+    }
+}
+
+fn with_literal(array: ArrayRef, literal: Literal, rows: usize) -> Outcome<(ArrayRef, ArrayRef)> {
     let array = match (&literal, array.data_type()) {
-        (Literal::Float(_), t) if t.is_integer() => cast(&array, &DataType::Float64)?,
+        (Literal::Float(_), t) if t.is_integer() => cast(&array, &DataType::Float64, false)?,
         _ => array,
     };
-    let scalar = to_array(Value::Literal(literal), Some(array.data_type()), 1)?;
-    Ok((array, Scalar::new(scalar)))
+    let typed = to_array(literal, Some(array.data_type()), rows)?;
+    Ok((array, typed))
 }
 
-/// Two columns made comparable: numbers of different types compare as floats;
-/// otherwise the right side takes the left side's type.
-fn common_type(left: ArrayRef, right: ArrayRef) -> Result<(ArrayRef, ArrayRef), String> {
-    let (lt, rt) = (left.data_type().clone(), right.data_type().clone());
-    if lt == rt {
-        Ok((left, right))
-    } else if lt.is_numeric() && rt.is_numeric() {
-        Ok((
-            cast(&left, &DataType::Float64)?,
-            cast(&right, &DataType::Float64)?,
-        ))
+/// `+ - * / %` as DuckDB computes them: integers stay integers (overflow is an
+/// error), anything else is a double, `/` always divides as doubles, and a
+/// division or remainder by zero is NULL.
+fn arithmetic(left: Value, op: &Op, right: Value, rows: usize) -> Outcome<ArrayRef> {
+    let (left, right) = (array(left, rows)?, array(right, rows)?);
+    let integers = left.data_type().is_integer() && right.data_type().is_integer();
+    let to = if integers && *op != Op::Divide {
+        DataType::Int64
     } else {
-        Ok((left, cast(&right, &lt)?))
+        DataType::Float64
+    };
+    for side in [&left, &right] {
+        if !side.data_type().is_numeric() && *side.data_type() != DataType::Null {
+            return Err(format!("cannot compute {op} on a {} value", side.data_type()));
+        }
+    }
+    let (l, mut r) = (cast(&left, &to, false)?, cast(&right, &to, false)?);
+    if matches!(op, Op::Divide | Op::Modulo) {
+        let zero = to_array(Literal::Int(0), Some(&to), 1)?;
+        let zeros = cmp::eq(&r, &floe_sdk::arrow_array::Scalar::new(zero)).map_err(arrow)?;
+        r = nullif(&r, &zeros).map_err(arrow)?;
+    }
+    match op {
+        Op::Plus => numeric::add(&l, &r),
+        Op::Minus => numeric::sub(&l, &r),
+        Op::Multiply => numeric::mul(&l, &r),
+        Op::Divide => numeric::div(&l, &r),
+        _ => numeric::rem(&l, &r),
+    }
+    .map_err(arrow)
+}
+
+/// `[NOT] LIKE` / `ILIKE` over strings.
+fn matches(value: Value, pattern: Value, negated: bool, icase: bool, rows: usize) -> Outcome<BooleanArray> {
+    let text = |v: Value| -> Outcome<ArrayRef> {
+        match v {
+            Value::Literal(Literal::Str(s)) => Ok(Arc::new(StringArray::from(vec![s; rows]))),
+            Value::Literal(Literal::Null) => Ok(new_null_array(&DataType::Utf8, rows)),
+            Value::Array(array) => cast(&array, &DataType::Utf8, false),
+            Value::Literal(other) => Err(format!("LIKE needs strings, not {other:?}")),
+        }
+    };
+    let (value, pattern) = (text(value)?, text(pattern)?);
+    let (v, p): (&dyn Datum, &dyn Datum) = (&value, &pattern);
+    match (negated, icase) {
+        (false, false) => like::like(v, p),
+        (true, false) => like::nlike(v, p),
+        (false, true) => like::ilike(v, p),
+        (true, true) => like::nilike(v, p),
+    }
+    .map_err(arrow)
+}
+
+/// `IS [NOT] TRUE/FALSE`: never null.
+fn is(mask: &BooleanArray, wanted: bool) -> BooleanArray {
+    mask.iter().map(|v| Some(v == Some(wanted))).collect()
+}
+
+fn array(value: Value, rows: usize) -> Outcome<ArrayRef> {
+    match value {
+        Value::Array(array) => Ok(array),
+        Value::Literal(literal) => to_array(literal, None, rows),
     }
 }
 
-fn to_array(value: Value, data_type: Option<&DataType>, rows: usize) -> Result<ArrayRef, String> {
-    let literal = match value {
-        Value::Array(array) => return Ok(array),
-        Value::Literal(literal) => literal,
-    };
+/// A literal as `rows` copies, of `data_type` when given.
+fn to_array(literal: Literal, data_type: Option<&DataType>, rows: usize) -> Outcome<ArrayRef> {
     let natural: ArrayRef = match &literal {
         Literal::Int(i) => Arc::new(Int64Array::from(vec![*i; rows])),
         Literal::Float(f) => Arc::new(Float64Array::from(vec![*f; rows])),
@@ -197,37 +389,40 @@ fn to_array(value: Value, data_type: Option<&DataType>, rows: usize) -> Result<A
         },
     };
     match data_type {
-        Some(t) if t != natural.data_type() => cast(&natural, t)
+        Some(t) if t != natural.data_type() => cast(&natural, t, false)
             .map_err(|err| format!("cannot compare a {t} column with {literal:?}: {err}")),
         _ => Ok(natural),
     }
 }
 
-fn cast(array: &ArrayRef, to: &DataType) -> Result<ArrayRef, String> {
+fn cast(array: &ArrayRef, to: &DataType, safe: bool) -> Outcome<ArrayRef> {
+    if array.data_type() == to {
+        return Ok(array.clone());
+    }
     if !can_cast_types(array.data_type(), to) {
         return Err(format!("cannot compare {} with {to}", array.data_type()));
     }
     let options = CastOptions {
-        safe: false,
+        safe,
         ..Default::default()
     };
     cast_with_options(array, to, &options)
-        .map_err(|e| format!("cannot compare {} with {to}: {e}", array.data_type()))
+        .map_err(|e| format!("cannot cast {} to {to}: {e}", array.data_type()))
 }
 
-fn as_boolean(array: &ArrayRef, expr: &Expr) -> Result<BooleanArray, String> {
+fn as_boolean(array: &ArrayRef, expr: &Expr) -> Outcome<BooleanArray> {
     array
         .as_any()
         .downcast_ref::<BooleanArray>()
         .cloned()
-        .ok_or_else(|| format!("{expr:?} is a {} value, not a condition", array.data_type()))
+        .ok_or_else(|| format!("{expr} is a {} value, not a condition", array.data_type()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::parse;
     use floe_sdk::arrow_schema::Field;
+    use floe_wire::expr::parse_filter;
 
     fn batch() -> RecordBatch {
         let schema = Schema::new(vec![
@@ -245,7 +440,7 @@ mod tests {
     }
 
     fn keep(predicate: &str) -> Vec<Option<bool>> {
-        mask(&parse(predicate).unwrap(), &batch())
+        mask(&parse_filter(predicate).unwrap(), &batch())
             .unwrap()
             .iter()
             .collect()
@@ -253,41 +448,46 @@ mod tests {
 
     #[test]
     fn nulls_follow_three_valued_logic() {
-        assert_eq!(
-            keep("v >= 500"),
-            [Some(false), None, Some(true), Some(true)]
-        );
+        assert_eq!(keep("v >= 500"), [Some(false), None, Some(true), Some(true)]);
         assert_eq!(
             keep("v >= 500 OR grp = 'g3'"),
             [Some(false), Some(true), Some(true), Some(true)]
         );
-        assert_eq!(
-            keep("NOT v >= 500"),
-            [Some(true), None, Some(false), Some(false)]
-        );
+        assert_eq!(keep("NOT v >= 500"), [Some(true), None, Some(false), Some(false)]);
         assert_eq!(
             keep("grp NOT IN ('g1')"),
             [Some(false), Some(true), None, Some(true)]
         );
-        assert_eq!(
-            keep("v IS NULL"),
-            [Some(false), Some(true), Some(false), Some(false)]
-        );
+        assert_eq!(keep("v IS NULL"), [Some(false), Some(true), Some(false), Some(false)]);
+    }
+
+    #[test]
+    fn the_wider_grammar() {
+        assert_eq!(keep("v BETWEEN 1 AND 600"), [Some(true), None, Some(true), Some(false)]);
+        assert_eq!(keep("grp LIKE 'g%'"), [Some(true), Some(true), None, Some(true)]);
+        assert_eq!(keep("grp ILIKE 'G1'"), [Some(true), Some(false), None, Some(false)]);
+        assert_eq!(keep("v * 2 - 1 > 1000 AND v % 100 = 0"), [Some(false), None, Some(true), Some(true)]);
+        assert_eq!(keep("v / 0 IS NULL"), [Some(true); 4]);
+        assert_eq!(keep("CAST(v AS VARCHAR) = '600'"), [Some(false), None, Some(true), Some(false)]);
+        assert_eq!(keep("v::DOUBLE / 4 = 0.25"), [Some(true), None, Some(false), Some(false)]);
+        assert_eq!(keep("-v < -650"), [Some(false), None, Some(false), Some(true)]);
+        assert_eq!(keep("(v > 1) IS NOT TRUE"), [Some(true), Some(true), Some(false), Some(false)]);
     }
 
     #[test]
     fn fractions_compare_integers_as_floats() {
-        assert_eq!(
-            keep("v > 600.5"),
-            [Some(false), None, Some(false), Some(true)]
-        );
+        assert_eq!(keep("v > 600.5"), [Some(false), None, Some(false), Some(true)]);
     }
 
     #[test]
     fn unknown_columns_and_impossible_literals_are_named() {
-        let err = mask(&parse("nope = 1").unwrap(), &batch()).unwrap_err();
+        let err = mask(&parse_filter("nope = 1").unwrap(), &batch()).unwrap_err();
         assert!(err.contains("no column \"nope\""), "{err}");
-        let err = mask(&parse("v = 'abc'").unwrap(), &batch()).unwrap_err();
-        assert!(err.contains("cannot compare"), "{err}");
+        let err = mask(&parse_filter("v = 'abc'").unwrap(), &batch()).unwrap_err();
+        assert!(err.contains("cannot"), "{err}");
+        let schema = batch().schema();
+        let err = columns(&parse_filter("v > 1 AND other.t.x = 1").unwrap(), &schema).unwrap_err();
+        assert!(err.contains("no column \"x\""), "{err}");
+        assert_eq!(columns(&parse_filter("grp = 'a' OR V > 1").unwrap(), &schema).unwrap(), ["Grp", "v"]);
     }
 }

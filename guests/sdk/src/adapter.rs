@@ -9,7 +9,9 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema, SchemaRef};
 
 use crate::bindings::exports::floe::plugin::transform as wit;
-use crate::{Error, Plugin, Result, RowFilter, ipc};
+use floe_wire::ipc;
+
+use crate::{Error, Plugin, Result, RowFilter};
 
 /// What the adapter needs of a plugin, whichever trait it implements.
 pub trait Component: Sized + 'static {
@@ -56,8 +58,8 @@ impl<P: Plugin> Component for Transform<P> {
     }
 }
 
-/// A [`RowFilter`] as a component: bound to just the columns it reads, it
-/// answers each batch with a one-column boolean batch (the contract for filters).
+/// A [`RowFilter`] as a component: it answers each batch of the columns it
+/// reads with a one-column boolean batch (the contract for filters).
 pub struct Filter<F> {
     filter: F,
     input: SchemaRef,
@@ -75,29 +77,12 @@ impl<F: RowFilter> Component for Filter<F> {
         )
     }
     fn bind(input: SchemaRef, args: &str) -> Result<Self> {
-        let args: F::Args = parse_args(args)?;
-        let filter = F::bind(input.clone(), args.clone())?;
-        let Some(columns) = filter.columns() else {
-            return Ok(Filter {
-                filter,
-                input,
-                columns: None,
-            });
-        };
-        let indices = columns
-            .iter()
-            .map(|c| input.index_of(c))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|err| Error::Failed(format!("columns() names a missing column: {err}")))?;
-        let mut indices = indices;
-        indices.sort_unstable();
-        indices.dedup();
-        let narrow = Arc::new(input.project(&indices)?);
-        let columns = narrow.fields().iter().map(|f| f.name().clone()).collect();
+        let filter = F::bind(input.clone(), parse_args(args)?)?;
+        let columns = filter.columns();
         Ok(Filter {
-            filter: F::bind(narrow, args)?,
+            filter,
             input,
-            columns: Some(columns),
+            columns,
         })
     }
     fn output_schema(&self) -> SchemaRef {

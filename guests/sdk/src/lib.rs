@@ -32,7 +32,6 @@
 //! ```
 
 mod adapter;
-mod ipc;
 
 pub use arrow_array;
 pub use arrow_schema;
@@ -88,19 +87,21 @@ pub trait Plugin: Sized + 'static {
     /// A JSON Schema for [`Plugin::Args`], shown by `host plugins inspect`.
     const ARGS_SCHEMA: &str;
 
-    /// Check the arguments against the input schema and prepare to run.
+    /// Check the arguments against the input schema and prepare to run. Called
+    /// once per request.
     fn bind(input: SchemaRef, args: Self::Args) -> Result<Self>;
 
     /// The schema of every batch [`Plugin::process`] and [`Plugin::finish`] return.
     fn output_schema(&self) -> SchemaRef;
 
-    /// The input columns this plugin reads, if not all: the host then reads
-    /// only those and binds again with the narrower schema (projection pushdown).
+    /// The input columns this plugin reads, if not all: the host then scans only
+    /// those where it can, and [`Plugin::process`] receives exactly these columns,
+    /// in this order.
     fn input_columns(&self) -> Option<Vec<String>> {
         None
     }
 
-    /// One batch in; a batch out, or `None` to drop it.
+    /// One batch of the input columns in; a batch out, or `None` to drop it.
     fn process(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>>;
 
     /// The input has ended: return whatever state is left.
@@ -113,24 +114,24 @@ pub trait Plugin: Sized + 'static {
 /// only the [`RowFilter::columns`] it reads, so only those cross into the guest
 /// and only a mask comes back. Export it with [`export_filter!`].
 pub trait RowFilter: Sized + 'static {
-    /// The JSON arguments (parsed twice when [`RowFilter::columns`] narrows the input).
-    type Args: serde::de::DeserializeOwned + Clone;
+    /// The JSON arguments, parsed with serde.
+    type Args: serde::de::DeserializeOwned;
 
     const NAME: &str;
     const VERSION: &str = "0.1.0";
     const DESCRIPTION: &str;
     const ARGS_SCHEMA: &str;
 
-    /// Check the arguments against the input schema. When [`RowFilter::columns`]
-    /// names some, the filter is bound again to a schema of just those.
+    /// Check the arguments against the input schema. Called once per request.
     fn bind(input: SchemaRef, args: Self::Args) -> Result<Self>;
 
-    /// The columns the filter reads, if not all.
+    /// The columns the filter reads, if not all: [`RowFilter::keep`] then receives
+    /// exactly these, in this order.
     fn columns(&self) -> Option<Vec<String>> {
         None
     }
 
-    /// True for each row to keep (null counts as false).
+    /// True for each row of `batch` to keep (null counts as false).
     fn keep(&mut self, batch: &RecordBatch) -> Result<BooleanArray>;
 }
 

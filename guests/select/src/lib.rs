@@ -21,8 +21,9 @@ struct Args {
 }
 
 struct Select {
-    indices: Vec<usize>,
-    /// The input columns this selection reads.
+    /// Each output column's position among the input columns `process` receives.
+    positions: Vec<usize>,
+    /// The input columns this selection reads, in table order.
     needed: Vec<String>,
     schema: SchemaRef,
 }
@@ -57,19 +58,10 @@ impl Plugin for Select {
                 kept
             }
         };
-        // What a narrower input must still hold for a second bind to agree:
-        // the kept columns, and those dropped by plain name.
-        let mut needed: Vec<usize> = Vec::new();
         for pattern in &args.drop {
             let dropped = matches(pattern, &names)?;
-            if !is_glob(pattern) {
-                needed.extend(&dropped);
-            }
             indices.retain(|i| !dropped.contains(i));
         }
-        needed.extend(&indices);
-        needed.sort_unstable();
-        needed.dedup();
         for old in args.rename.keys() {
             if !indices.iter().any(|&i| names[i] == old) {
                 return Err(Error::UnsupportedSchema(format!(
@@ -88,10 +80,16 @@ impl Plugin for Select {
             })
             .collect();
         let schema = Arc::new(Schema::new_with_metadata(fields, input.metadata().clone()));
-        let needed = needed.iter().map(|&i| names[i].to_string()).collect();
+        // `process` receives the kept columns in table order: where is each output column?
+        let mut needed = indices.clone();
+        needed.sort_unstable();
+        let positions = indices
+            .iter()
+            .map(|i| needed.binary_search(i).expect("kept columns are needed"))
+            .collect();
         Ok(Select {
-            indices,
-            needed,
+            positions,
+            needed: needed.iter().map(|&i| names[i].to_string()).collect(),
             schema,
         })
     }
@@ -107,7 +105,7 @@ impl Plugin for Select {
 
     fn process(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
         let columns = self
-            .indices
+            .positions
             .iter()
             .map(|&i| batch.column(i).clone())
             .collect();

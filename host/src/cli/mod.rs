@@ -1,15 +1,14 @@
 //! The `host` command line.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::{Config, Overrides};
+use crate::config::{self, DuckSettings, SandboxSettings, Settings, Warehouse};
+use crate::core::Core;
 use crate::engines::Lakehouse;
-use crate::engines::duckdb::ReaderChoice;
 use crate::plugins::Plugins;
 
 mod plugins;
@@ -29,9 +28,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the warehouse over Arrow Flight until SIGINT or SIGTERM.
-    Serve(ServeArgs),
-    /// Check the warehouse and report which Iceberg read path DuckDB will use.
-    Doctor(TableArgs),
+    Serve(Settings),
+    /// Check the warehouse, report which Iceberg read path DuckDB will use, and show
+    /// every setting in effect.
+    Doctor(Settings),
     /// Work with the warehouse's tables without a running host.
     #[command(subcommand)]
     Tables(TablesCommand),
@@ -61,126 +61,50 @@ enum PluginsCommand {
         #[arg(long)]
         force: bool,
         #[command(flatten)]
-        warehouse: WarehouseArgs,
+        warehouse: Warehouse,
         #[command(flatten)]
-        sandbox: SandboxArgs,
+        sandbox: SandboxSettings,
     },
     /// List the registered plugins: name, version, kind, sha256, size, added at.
     List {
         #[command(flatten)]
-        warehouse: WarehouseArgs,
+        warehouse: Warehouse,
     },
     /// Show what a plugin says of itself, with its arguments' JSON schema.
     Inspect {
         name: String,
         #[command(flatten)]
-        warehouse: WarehouseArgs,
+        warehouse: Warehouse,
     },
     /// Unregister a plugin (its files go unless another name uses them).
     Remove {
         name: String,
         #[command(flatten)]
-        warehouse: WarehouseArgs,
+        warehouse: Warehouse,
     },
-}
-
-#[derive(Debug, Args)]
-struct WarehouseArgs {
-    /// The warehouse directory (created if missing).
-    #[arg(short, long, value_name = "DIR", env = "FLOE_WAREHOUSE")]
-    warehouse: Option<PathBuf>,
-    /// A TOML file with any of: warehouse, address, port, extension_dir,
-    /// iceberg_reader, max_message_mib, plugin_deadline_secs, plugin_memory_mib.
-    /// Flags override it.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-struct DuckArgs {
-    /// DuckDB's extension directory (default: DuckDB's own, ~/.duckdb/extensions).
-    #[arg(long, value_name = "DIR")]
-    extension_dir: Option<PathBuf>,
-    /// How DuckDB reads Iceberg tables: its iceberg extension when it loads (auto),
-    /// always the extension, or read_parquet over the files iceberg-rust plans.
-    #[arg(long, value_enum, value_name = "READER")]
-    iceberg_reader: Option<ReaderChoice>,
-}
-
-#[derive(Debug, Args)]
-struct SandboxArgs {
-    /// The deadline of each call into a WASM plugin, in seconds (default 10).
-    #[arg(long, value_name = "SECS")]
-    plugin_deadline: Option<f64>,
-    /// The memory cap of each WASM plugin instance, in MiB (default 256).
-    #[arg(long, value_name = "MIB")]
-    plugin_memory: Option<usize>,
 }
 
 #[derive(Debug, Args)]
 struct TableArgs {
     #[command(flatten)]
-    warehouse: WarehouseArgs,
+    warehouse: Warehouse,
     #[command(flatten)]
-    duck: DuckArgs,
+    duck: DuckSettings,
 }
 
-#[derive(Debug, Args)]
-struct ServeArgs {
-    #[command(flatten)]
-    warehouse: WarehouseArgs,
-    #[command(flatten)]
-    duck: DuckArgs,
-    #[command(flatten)]
-    sandbox: SandboxArgs,
-    /// The port to listen on (default 8816; 0 picks a free one).
-    #[arg(short, long)]
-    port: Option<u16>,
-    /// The address to listen on (default 127.0.0.1).
-    #[arg(long, value_name = "ADDR")]
-    address: Option<IpAddr>,
-}
-
-impl WarehouseArgs {
-    fn config(&self, overrides: Overrides) -> anyhow::Result<Config> {
-        Config::resolve(
-            self.config.as_deref(),
-            Overrides {
-                warehouse: self.warehouse.clone(),
-                ..overrides
-            },
-        )
-    }
-}
-
-impl DuckArgs {
-    fn overrides(&self) -> Overrides {
-        Overrides {
-            extension_dir: self.extension_dir.clone(),
-            iceberg_reader: self.iceberg_reader,
-            ..Overrides::default()
-        }
-    }
-}
-
-impl SandboxArgs {
-    fn overrides(&self, base: Overrides) -> Overrides {
-        Overrides {
-            plugin_deadline_secs: self.plugin_deadline,
-            plugin_memory_mib: self.plugin_memory,
-            ..base
-        }
-    }
-}
-
-impl TableArgs {
-    fn config(&self) -> anyhow::Result<Config> {
-        self.warehouse.config(self.duck.overrides())
-    }
+/// Parse the command line; with `--config FILE`, parse it again with the file's
+/// settings as the defaults (flags and environment variables still win).
+fn parse() -> anyhow::Result<Cli> {
+    let matches = Cli::command().get_matches();
+    let matches = match config::config_file(&matches) {
+        Some(file) => config::with_file_defaults(Cli::command(), &file)?.get_matches(),
+        None => matches,
+    };
+    Ok(Cli::from_arg_matches(&matches)?)
 }
 
 pub fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = parse()?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -201,41 +125,34 @@ pub fn run() -> anyhow::Result<()> {
     })
 }
 
-async fn open(config: &Config) -> anyhow::Result<Lakehouse> {
-    Lakehouse::open(config)
+async fn open(warehouse: &Warehouse, duck: &DuckSettings) -> anyhow::Result<Lakehouse> {
+    let dir = warehouse.dir()?;
+    Lakehouse::open(&dir, duck)
         .await
-        .with_context(|| format!("opening the warehouse {}", config.warehouse.display()))
+        .with_context(|| format!("opening the warehouse {}", dir.display()))
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let overrides = Overrides {
-        port: args.port,
-        address: args.address,
-        ..args.sandbox.overrides(args.duck.overrides())
-    };
-    let config = args.warehouse.config(overrides)?;
-    let lakehouse = Arc::new(open(&config).await?);
-    let plugins = Arc::new(
-        Plugins::open(&config.warehouse, config.plugin_limits)
-            .context("starting the WASM plugin runtime")?,
-    );
+async fn serve(args: Settings) -> anyhow::Result<()> {
+    let lakehouse = open(&args.warehouse, &args.duck).await?;
+    let plugins = Plugins::open(&args.warehouse.dir()?, args.sandbox.limits())
+        .context("starting the WASM plugin runtime")?;
+    let (reader, note) = lakehouse.iceberg_reader();
     tracing::info!(
-        warehouse = %config.warehouse.display(),
-        iceberg_reader = ?lakehouse.duck.reader,
-        note = lakehouse.duck.reader_note.as_deref().unwrap_or(""),
+        warehouse = %args.warehouse.dir()?.display(),
+        iceberg_reader = ?reader,
+        note = note.unwrap_or(""),
         "Iceberg tables are read by DuckDB via {}",
-        match lakehouse.duck.reader {
-            crate::engines::duckdb::IcebergReader::Extension => "its iceberg extension (iceberg_scan)",
-            crate::engines::duckdb::IcebergReader::ReadParquet => "read_parquet over files planned by iceberg-rust",
-        }
+        reader.describe()
     );
+    let limits = args.sandbox.limits();
     tracing::info!(
         plugins = plugins.registry().list()?.len(),
-        deadline = ?config.plugin_limits.deadline,
-        memory_mib = config.plugin_limits.memory_bytes >> 20,
+        deadline = ?limits.deadline,
+        memory_mib = limits.memory_bytes >> 20,
         "WASM plugins sandboxed"
     );
-    crate::flight::serve(&config, lakehouse, plugins, shutdown_signal()).await
+    let core = Arc::new(Core::new(Arc::new(lakehouse), Arc::new(plugins)));
+    crate::flight::serve(&args.server, core, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {
@@ -247,43 +164,32 @@ async fn shutdown_signal() {
     }
 }
 
-async fn doctor(args: TableArgs) -> anyhow::Result<()> {
-    let config = args.config()?;
-    let lakehouse = open(&config).await?;
+async fn doctor(args: Settings) -> anyhow::Result<()> {
+    let lakehouse = open(&args.warehouse, &args.duck).await?;
+    let dir = args.warehouse.dir()?;
     let tables = lakehouse.list_tables().await?;
+    let (reader, note) = lakehouse.iceberg_reader();
+    let limits = args.sandbox.limits();
     println!("floe host {}", env!("CARGO_PKG_VERSION"));
-    println!("warehouse:      {}", config.warehouse.display());
+    println!("warehouse:       {}", dir.display());
+    for (what, path) in lakehouse.files() {
+        println!("{:<16} {}", format!("{what}:"), path.display());
+    }
     println!(
-        "catalog:        {}",
-        config.warehouse.join("catalog.db").display()
+        "iceberg reader:  {reader:?}{}",
+        note.map(|n| format!(" ({n})")).unwrap_or_default()
     );
-    println!(
-        "duckdb:         {}",
-        crate::engines::duckdb::database_path(&config.warehouse).display()
-    );
-    println!(
-        "iceberg reader: {:?}{}",
-        lakehouse.duck.reader,
-        lakehouse
-            .duck
-            .reader_note
-            .as_deref()
-            .map(|n| format!(" ({n})"))
-            .unwrap_or_default()
-    );
-    println!("tables:         {}", tables.len());
-    println!(
-        "plugins:        {}",
-        crate::plugins::Registry::new(&config.warehouse)
-            .list()?
-            .len()
-    );
+    println!("tables:          {}", tables.len());
+    println!("plugins:         {}", crate::plugins::Registry::new(&dir).list()?.len());
+    println!("listen:          {}", args.server.listen_addr());
+    println!("max message:     {} MiB", args.server.max_message_mib);
+    println!("plugin deadline: {:?}", limits.deadline);
+    println!("plugin memory:   {} MiB", limits.memory_bytes >> 20);
     Ok(())
 }
 
 async fn list_tables(args: TableArgs) -> anyhow::Result<()> {
-    let config = args.config()?;
-    let lakehouse = open(&config).await?;
+    let lakehouse = open(&args.warehouse, &args.duck).await?;
     println!(
         "{:<40} {:<8} {:>12} {:>20}",
         "table", "target", "rows", "snapshot"

@@ -2,8 +2,8 @@
 
 use anyhow::Context as _;
 
-use super::{PluginsCommand, WarehouseArgs};
-use crate::config::{Config, Overrides};
+use super::PluginsCommand;
+use crate::config::Warehouse;
 use crate::plugins::{Entry, Plugins, Registry};
 
 pub fn run(command: PluginsCommand) -> anyhow::Result<()> {
@@ -15,8 +15,7 @@ pub fn run(command: PluginsCommand) -> anyhow::Result<()> {
             warehouse,
             sandbox,
         } => {
-            let config = warehouse.config(sandbox.overrides(Overrides::default()))?;
-            let plugins = Plugins::open(&config.warehouse, config.plugin_limits)?;
+            let plugins = Plugins::open(&warehouse.dir()?, sandbox.limits())?;
             let entry = plugins
                 .add(&name, &file, force)
                 .with_context(|| format!("cannot add {} as plugin '{name}'", file.display()))?;
@@ -60,9 +59,8 @@ pub fn run(command: PluginsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn registry(warehouse: &WarehouseArgs) -> anyhow::Result<Registry> {
-    let config: Config = warehouse.config(Overrides::default())?;
-    Ok(Registry::new(&config.warehouse))
+fn registry(warehouse: &Warehouse) -> anyhow::Result<Registry> {
+    Ok(Registry::new(&warehouse.dir()?))
 }
 
 fn print_entry(entry: &Entry) {

@@ -1,27 +1,36 @@
-//! The storage side: Iceberg tables (written by iceberg-rust, read by DuckDB) and
-//! DuckDB-native tables, behind one `Lakehouse`.
+//! The storage side, behind one door: [`Lakehouse`]. Iceberg tables (written by
+//! iceberg-rust into a SQL catalog, read by DuckDB) and DuckDB-native tables; a read
+//! is planned here (`plan`), a write goes through one handle (`write`) whatever the
+//! target, and compaction after commits is the Iceberg engine's business.
 
 mod conform;
 pub mod duckdb;
 pub mod iceberg;
+mod plan;
+mod write;
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ::iceberg::arrow::schema_to_arrow_schema;
 use ::iceberg::spec::SnapshotRef;
 use arrow::datatypes::SchemaRef;
-use serde::Serialize;
 
-use self::duckdb::{DuckEngine, IcebergReader, empty_relation};
-use self::iceberg::{COMPACT_AT, Committed, IcebergEngine, LoadedTable, local_path};
-use crate::command::{TableName, Target, quote_literal};
-use crate::config::Config;
+use self::duckdb::sql::{Query, Source};
+use self::duckdb::{DuckEngine, IcebergReader, QueryStream};
+use self::iceberg::{COMPACT_AT, COMPACT_ON_DEMAND_AT, Committed, IcebergEngine, LoadedTable, local_path};
+use crate::command::{TableName, Target};
+use crate::config::DuckSettings;
 use crate::error::{Context, Error, Result};
 
+pub use plan::ReadPlan;
+pub use write::{WriteHandle, Written};
+
 pub struct Lakehouse {
-    pub iceberg: IcebergEngine,
-    pub duck: Arc<DuckEngine>,
+    iceberg: IcebergEngine,
+    duck: Arc<DuckEngine>,
+    warehouse: PathBuf,
     /// The metadata location each published DuckDB view currently reads.
     views: tokio::sync::Mutex<HashMap<TableName, String>>,
     /// Tables a background compaction is working on.
@@ -29,18 +38,17 @@ pub struct Lakehouse {
 }
 
 /// A table as `list_tables` reports it.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct TableInfo {
     pub name: TableName,
     pub target: Target,
-    #[serde(serialize_with = "crate::flight::schema_json::serialize")]
     pub schema: SchemaRef,
     pub rows: Option<u64>,
     pub snapshot_id: Option<i64>,
 }
 
-/// One entry of `list_snapshots`.
-#[derive(Debug, Serialize)]
+/// One entry of `snapshots`.
+#[derive(Debug, serde::Serialize)]
 pub struct SnapshotInfo {
     pub snapshot_id: i64,
     pub sequence_number: i64,
@@ -52,37 +60,38 @@ pub struct SnapshotInfo {
     pub current: bool,
 }
 
-/// Run blocking DuckDB work off the async executor.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|err| Error::internal(format!("blocking task failed: {err}")))?
+/// A compaction's replace snapshot.
+#[derive(Debug)]
+pub struct Compacted {
+    pub snapshot_id: i64,
+    /// The table's data files after it.
+    pub data_files: u64,
+}
+
+/// Where `locate` found a table.
+enum Located {
+    Iceberg(Box<LoadedTable>),
+    Duckdb,
 }
 
 impl Lakehouse {
-    pub async fn open(config: &Config) -> Result<Self> {
-        let wh = &config.warehouse;
-        std::fs::create_dir_all(wh)
-            .with_context(|| format!("creating the warehouse {}", wh.display()))?;
-        let iceberg = IcebergEngine::open(&wh.join("catalog.db"), &wh.join("iceberg")).await?;
-        let (db, wh2, ext, choice) = (
-            duckdb::database_path(wh),
-            wh.clone(),
-            config.extension_dir.clone(),
-            config.iceberg_reader,
-        );
-        let duck = blocking(move || DuckEngine::open(&db, &wh2, ext.as_deref(), choice)).await?;
+    pub async fn open(warehouse: &Path, duck: &DuckSettings) -> Result<Self> {
+        std::fs::create_dir_all(warehouse)
+            .with_context(|| format!("creating the warehouse {}", warehouse.display()))?;
+        let iceberg =
+            IcebergEngine::open(&catalog_path(warehouse), &warehouse.join("iceberg")).await?;
+        let duck = DuckEngine::open(warehouse, duck).await?;
         // Views left by an earlier run are re-pointed, or dropped if their table is gone.
         let known = duck
-            .list_views()?
+            .list_views()
+            .await?
             .into_iter()
             .map(|name| (name, String::new()))
             .collect();
         let lakehouse = Self {
             iceberg,
-            duck: Arc::new(duck),
+            duck,
+            warehouse: warehouse.to_path_buf(),
             views: tokio::sync::Mutex::new(known),
             compacting: Default::default(),
         };
@@ -90,48 +99,82 @@ impl Lakehouse {
         Ok(lakehouse)
     }
 
+    /// How DuckDB reads Iceberg tables, and why, when it is not the extension.
+    pub fn iceberg_reader(&self) -> (IcebergReader, Option<&str>) {
+        (self.duck.reader, self.duck.reader_note.as_deref())
+    }
+
+    /// The files that hold the warehouse's state, by what they are.
+    pub fn files(&self) -> Vec<(&'static str, PathBuf)> {
+        vec![
+            ("catalog", catalog_path(&self.warehouse)),
+            ("duckdb", duckdb::database_path(&self.warehouse)),
+        ]
+    }
+
+    /// The result schema of a planned query, without running it.
+    pub async fn schema_of(&self, query: &Query) -> Result<SchemaRef> {
+        self.duck.schema_of(query).await
+    }
+
+    /// Run a planned query, streaming its result.
+    pub async fn run(&self, query: Query) -> Result<QueryStream> {
+        self.duck.query(query).await
+    }
+
     /// The FROM item that reads an Iceberg table at `snapshot` (None: no data yet).
-    pub async fn iceberg_source(
+    async fn iceberg_source(
         &self,
         table: &LoadedTable,
         snapshot: Option<&SnapshotRef>,
-    ) -> Result<String> {
+    ) -> Result<Source> {
         let metadata = table.metadata();
         let Some(snapshot) = snapshot else {
             let schema =
                 schema_to_arrow_schema(metadata.current_schema()).context("table schema")?;
-            return empty_relation(&schema);
+            return Source::empty(&schema);
         };
         match self.duck.reader {
             IcebergReader::Extension => {
-                let location = quote_literal(local_path(table.metadata_location()));
-                if metadata.current_snapshot_id() == Some(snapshot.snapshot_id()) {
-                    Ok(format!("iceberg_scan({location})"))
-                } else {
-                    Ok(format!(
-                        "iceberg_scan({location}, snapshot_from_id => {})",
-                        snapshot.snapshot_id()
-                    ))
-                }
+                let location = local_path(table.metadata_location());
+                let current = metadata.current_snapshot_id() == Some(snapshot.snapshot_id());
+                Ok(Source::iceberg_scan(
+                    location,
+                    (!current).then_some(snapshot.snapshot_id()),
+                ))
             }
             IcebergReader::ReadParquet => {
                 let files = table.data_files(snapshot).await?;
                 if files.is_empty() {
                     let schema = snapshot.schema(metadata).context("snapshot schema")?;
-                    return empty_relation(
+                    return Source::empty(
                         &schema_to_arrow_schema(&schema).context("table schema")?,
                     );
                 }
-                let list: Vec<String> = files.iter().map(|f| quote_literal(f)).collect();
-                Ok(format!("read_parquet([{}])", list.join(", ")))
+                Ok(Source::read_parquet(&files))
             }
         }
+    }
+
+    /// Rewrite the small data files of an Iceberg table as few large ones, now;
+    /// None when there was nothing to compact.
+    pub async fn compact(&self, name: &TableName) -> Result<Option<Compacted>> {
+        if let Located::Duckdb = self.locate(name).await? {
+            return Err(Error::invalid(format!(
+                "{name} is a DuckDB table: only Iceberg tables are compacted"
+            )));
+        }
+        let committed = self.iceberg.compact(name, COMPACT_ON_DEMAND_AT).await?;
+        Ok(committed.map(|c| Compacted {
+            snapshot_id: c.snapshot_id,
+            data_files: c.table_data_files,
+        }))
     }
 
     /// After a commit to `name` that added a small file: once the table could have
     /// `COMPACT_AT` small files, compact them on a background task (one per table).
     /// Big appends never trigger it, so big tables are not re-read after each one.
-    pub fn compact_when_due(self: &Arc<Self>, name: &TableName, committed: &Committed) {
+    fn compact_when_due(self: &Arc<Self>, name: &TableName, committed: &Committed) {
         if !committed.added_small_file
             || committed.table_data_files < COMPACT_AT
             || !self
@@ -157,7 +200,7 @@ impl Lakehouse {
 
     /// Make every Iceberg table addressable in SQL as `ns.name`: one DuckDB view per
     /// table, re-pointed whenever the catalog's metadata location has moved on.
-    pub async fn sync_views(&self) -> Result<()> {
+    async fn sync_views(&self) -> Result<()> {
         let mut views = self.views.lock().await;
         let tables = self.iceberg.list().await?;
         let current: HashMap<_, _> = tables.into_iter().collect();
@@ -171,8 +214,7 @@ impl Lakehouse {
             let source = self
                 .iceberg_source(&table, table.metadata().current_snapshot())
                 .await?;
-            let (duck, view) = (self.duck.clone(), name.clone());
-            match blocking(move || duck.replace_view(&view, &source)).await {
+            match self.duck.replace_view(name, source).await {
                 Ok(()) => {
                     views.insert(name.clone(), location.clone());
                 }
@@ -185,20 +227,18 @@ impl Lakehouse {
             .cloned()
             .collect();
         for name in stale {
-            let (duck, view) = (self.duck.clone(), name.clone());
-            blocking(move || duck.drop_view(&view)).await?;
+            self.duck.drop_view(&name).await?;
             views.remove(&name);
         }
         Ok(())
     }
 
     /// Where a table lives, or NotFound naming it.
-    pub async fn locate(&self, name: &TableName) -> Result<Located> {
+    async fn locate(&self, name: &TableName) -> Result<Located> {
         if let Some(table) = self.iceberg.load(name).await? {
             return Ok(Located::Iceberg(Box::new(table)));
         }
-        let (duck, n) = (self.duck.clone(), name.clone());
-        if blocking(move || duck.table_exists(&n)).await? {
+        if self.duck.table_exists(name).await? {
             return Ok(Located::Duckdb);
         }
         Err(Error::not_found(format!("table {name} not found")))
@@ -227,21 +267,7 @@ impl Lakehouse {
                 name,
             });
         }
-        let duck = self.duck.clone();
-        let native = blocking(move || {
-            duck.list_tables()?
-                .into_iter()
-                .map(|(name, rows)| {
-                    Ok((
-                        duck.schema_of(&format!("SELECT * FROM {}", name.sql()))?,
-                        name,
-                        rows,
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()
-        })
-        .await?;
-        for (schema, name, rows) in native {
+        for (name, schema, rows) in self.duck.list_tables().await? {
             out.push(TableInfo {
                 name,
                 target: Target::Duckdb,
@@ -261,8 +287,7 @@ impl Lakehouse {
                 Ok(Target::Iceberg)
             }
             Located::Duckdb => {
-                let (duck, n) = (self.duck.clone(), name.clone());
-                blocking(move || duck.drop_table(&n)).await?;
+                self.duck.drop_table(name).await?;
                 Ok(Target::Duckdb)
             }
         }
@@ -297,8 +322,7 @@ impl Lakehouse {
     }
 }
 
-/// Where `locate` found a table.
-pub enum Located {
-    Iceberg(Box<LoadedTable>),
-    Duckdb,
+/// The SQL catalog's database file in a warehouse.
+fn catalog_path(warehouse: &Path) -> PathBuf {
+    warehouse.join("catalog.db")
 }

@@ -1,126 +1,54 @@
-//! Flight actions: small JSON requests with JSON results.
+//! Flight actions: each decoded request answered by the core, as JSON.
 
-use std::sync::Arc;
-
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::get;
+use super::request::ActionRequest;
 use super::schema_json;
-use crate::command::{ReadCommand, TableName, parse};
-use crate::engines::{Lakehouse, Located};
-use crate::error::{Error, Result};
-use crate::plugins::Plugins;
+use crate::core::{Core, TableInfo};
+use crate::error::Result;
 
-/// Every action with the description ListActions shows.
-pub const ACTIONS: &[(&str, &str)] = &[
-    (
-        "healthcheck",
-        "Is the host up? Returns {\"status\": \"ok\", \"version\", \"iceberg_reader\"}.",
-    ),
-    (
-        "list_tables",
-        "All tables: name, target, schema, row count, current snapshot id.",
-    ),
-    (
-        "get_schema",
-        "The output schema of {\"table\": ...} (with columns etc.) or {\"sql\": ...}, without running it.",
-    ),
-    (
-        "drop_table",
-        "Drop {\"table\": \"ns.name\"} and delete its files.",
-    ),
-    (
-        "list_plugins",
-        "The registered WASM plugins: name, sha256, size, added_at and what they describe of themselves.",
-    ),
-    (
-        "compact_table",
-        "Rewrite the small data files of the Iceberg table {\"table\": ...} as few large ones (one replace snapshot). Returns {\"table\", \"compacted\", \"snapshot_id\", \"data_files\"} (the latter two null when there was nothing to compact).",
-    ),
-    (
-        "list_snapshots",
-        "The snapshots of the Iceberg table {\"table\": ...}: id, timestamp, operation, summary.",
-    ),
-];
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TableArg {
-    table: TableName,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoArgs {}
-
-pub async fn run(
-    lakehouse: &Lakehouse,
-    plugins: &Arc<Plugins>,
-    name: &str,
-    body: &[u8],
-) -> Result<Value> {
-    // An empty body means "no arguments".
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        body
-    };
-    let what = format!("{name} action body");
-    match name {
-        "healthcheck" => {
-            parse::<NoArgs>(body, &what)?;
-            Ok(json!({
-                "status": "ok",
-                "version": env!("CARGO_PKG_VERSION"),
-                "iceberg_reader": lakehouse.duck.reader,
-            }))
+pub async fn run(core: &Core, request: ActionRequest) -> Result<Value> {
+    Ok(match request {
+        ActionRequest::Healthcheck => json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "iceberg_reader": core.iceberg_reader(),
+        }),
+        ActionRequest::ListTables => {
+            Value::Array(core.list_tables().await?.iter().map(table_json).collect())
         }
-        "list_tables" => {
-            parse::<NoArgs>(body, &what)?;
-            Ok(serde_json::to_value(lakehouse.list_tables().await?).expect("tables serialize"))
+        ActionRequest::GetSchema(command) => {
+            let planned = core.plan_read(command).await?;
+            json!({ "schema": schema_json::to_json(&planned.schema) })
         }
-        "get_schema" => {
-            let (_, schema) = get::plan(lakehouse, plugins, ReadCommand::from_json(body)?).await?;
-            Ok(json!({ "schema": schema_json::to_json(&schema) }))
+        ActionRequest::DropTable(table) => {
+            let target = core.drop_table(&table).await?;
+            json!({ "dropped": table, "target": target })
         }
-        "drop_table" => {
-            let TableArg { table } = parse(body, &what)?;
-            let target = lakehouse.drop_table(&table).await?;
-            Ok(json!({ "dropped": table, "target": target }))
-        }
-        "compact_table" => {
-            let TableArg { table } = parse(body, &what)?;
-            if let Located::Duckdb = lakehouse.locate(&table).await? {
-                return Err(Error::invalid(format!(
-                    "{table} is a DuckDB table: only Iceberg tables are compacted"
-                )));
-            }
-            let compacted = lakehouse.iceberg.compact(&table, 2).await?;
-            Ok(json!({
+        ActionRequest::CompactTable(table) => {
+            let compacted = core.compact(&table).await?;
+            json!({
                 "table": table,
                 "compacted": compacted.is_some(),
                 "snapshot_id": compacted.as_ref().map(|c| c.snapshot_id),
-                "data_files": compacted.map(|c| c.table_data_files),
-            }))
+                "data_files": compacted.map(|c| c.data_files),
+            })
         }
-        "list_snapshots" => {
-            let TableArg { table } = parse(body, &what)?;
-            Ok(serde_json::to_value(lakehouse.snapshots(&table).await?)
-                .expect("snapshots serialize"))
+        ActionRequest::ListSnapshots(table) => {
+            serde_json::to_value(core.snapshots(&table).await?).expect("snapshots serialize")
         }
-        "list_plugins" => {
-            parse::<NoArgs>(body, &what)?;
-            let entries = plugins.registry().list()?;
-            Ok(serde_json::to_value(entries).expect("plugin entries serialize"))
+        ActionRequest::ListPlugins => {
+            serde_json::to_value(core.list_plugins()?).expect("plugin entries serialize")
         }
-        other => Err(Error::invalid(format!(
-            "unknown action {other:?}; actions are: {}",
-            ACTIONS
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
+    })
+}
+
+pub fn table_json(table: &TableInfo) -> Value {
+    json!({
+        "name": table.name,
+        "target": table.target,
+        "schema": schema_json::to_json(&table.schema),
+        "rows": table.rows,
+        "snapshot_id": table.snapshot_id,
+    })
 }

@@ -1,4 +1,5 @@
-//! `FlightService`: each RPC handed to the module that does the work.
+//! `FlightService`: each RPC decodes its request (`request`), calls one use case of
+//! the core, and encodes the answer.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,31 +11,33 @@ use arrow_flight::{
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket,
 };
 use futures::Stream;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{BoxStream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{actions, exchange, get, put};
+use super::{actions, request, stream};
 use crate::command::{ReadCommand, TableRead};
-use crate::engines::Lakehouse;
-use crate::error::Error;
-use crate::plugins::Plugins;
+use crate::core::Core;
+use crate::error::{Error, Result};
 
 type RpcStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[derive(Clone)]
 pub struct FloeService {
-    lakehouse: Arc<Lakehouse>,
-    plugins: Arc<Plugins>,
+    core: Arc<Core>,
 }
 
 impl FloeService {
-    pub fn new(lakehouse: Arc<Lakehouse>, plugins: Arc<Plugins>) -> Self {
-        Self { lakehouse, plugins }
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
     }
 }
 
 fn once<T: Send + 'static>(item: T) -> RpcStream<T> {
-    stream::once(async move { Ok(item) }).boxed()
+    futures::stream::once(async move { Ok(item) }).boxed()
+}
+
+fn ticket(command: &ReadCommand) -> Ticket {
+    Ticket::new(command.to_json())
 }
 
 #[tonic::async_trait]
@@ -60,23 +63,24 @@ impl FlightService for FloeService {
         &self,
         _request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        let tables = self.lakehouse.list_tables().await?;
+        let tables = self.core.list_tables().await?;
         let infos = tables
             .into_iter()
             .map(|table| {
-                let ticket = ReadCommand::Table(TableRead::whole(table.name.clone()));
+                let read = ReadCommand::Table(TableRead::whole(table.name.clone()));
                 Ok(FlightInfo::new()
                     .try_with_schema(&table.schema)?
                     .with_descriptor(FlightDescriptor::new_path(vec![
                         table.name.namespace.clone(),
                         table.name.name.clone(),
                     ]))
-                    .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket.to_json())))
+                    .with_endpoint(FlightEndpoint::new().with_ticket(ticket(&read)))
                     .with_total_records(table.rows.map_or(-1, |r| r as i64)))
             })
-            .collect::<Result<Vec<_>, Error>>()?;
+            .collect::<Result<Vec<_>, arrow::error::ArrowError>>()
+            .map_err(|err| Error::internal(format!("describing the tables: {err}")))?;
         Ok(Response::new(
-            stream::iter(infos.into_iter().map(Ok)).boxed(),
+            futures::stream::iter(infos.into_iter().map(Ok)).boxed(),
         ))
     }
 
@@ -84,9 +88,16 @@ impl FlightService for FloeService {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        Ok(Response::new(
-            get::flight_info(&self.lakehouse, &self.plugins, request.into_inner()).await?,
-        ))
+        let descriptor = request.into_inner();
+        let planned = self.core.plan_read(request::read_command(&descriptor)?).await?;
+        let info = FlightInfo::new()
+            .try_with_schema(&planned.schema)
+            .map_err(|err| Error::internal(format!("encoding the schema: {err}")))?
+            .with_endpoint(FlightEndpoint::new().with_ticket(ticket(&planned.ticket)))
+            .with_descriptor(descriptor)
+            .with_total_records(-1)
+            .with_total_bytes(-1);
+        Ok(Response::new(info))
     }
 
     async fn poll_flight_info(
@@ -102,9 +113,9 @@ impl FlightService for FloeService {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
-        let command = get::read_command(&request.into_inner())?;
-        let (_, schema) = get::plan(&self.lakehouse, &self.plugins, command).await?;
-        let result = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
+        let command = request::read_command(&request.into_inner())?;
+        let planned = self.core.plan_read(command).await?;
+        let result = SchemaAsIpc::new(&planned.schema, &IpcWriteOptions::default())
             .try_into()
             .map_err(|err: arrow::error::ArrowError| Status::internal(err.to_string()))?;
         Ok(Response::new(result))
@@ -114,8 +125,9 @@ impl FlightService for FloeService {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        let stream = get::do_get(&self.lakehouse, &self.plugins, request.into_inner()).await?;
-        Ok(Response::new(stream.boxed()))
+        let command = request::ticket(&request.into_inner())?;
+        let batches = self.core.read(command).await?;
+        Ok(Response::new(stream::encode(batches.schema, batches.stream)))
     }
 
     async fn do_put(
@@ -124,32 +136,42 @@ impl FlightService for FloeService {
     ) -> Result<Response<Self::DoPutStream>, Status> {
         // Its own task: if the client hangs up, tonic drops this future, but the
         // upload still runs to its abort and cleans up.
-        let upload = tokio::spawn(put::do_put(
-            self.lakehouse.clone(),
-            self.plugins.clone(),
-            request.into_inner(),
-        ));
-        let result = upload
+        let core = self.core.clone();
+        let upload = tokio::spawn(async move {
+            let (descriptor, mut decoder) = stream::open(request.into_inner()).await?;
+            let command = request::put_command(&descriptor)?;
+            let schema = stream::schema(&mut decoder).await?;
+            core.write(command, schema, stream::batches(decoder)).await
+        });
+        let written = upload
             .await
             .map_err(|err| Status::internal(format!("upload task failed: {err}")))??;
-        Ok(Response::new(once(result)))
+        let metadata = serde_json::to_vec(&written).expect("summaries serialize");
+        Ok(Response::new(once(PutResult {
+            app_metadata: metadata.into(),
+        })))
     }
 
     async fn do_exchange(
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        let output = exchange::do_exchange(self.plugins.clone(), request.into_inner()).await?;
-        Ok(Response::new(output))
+        let (descriptor, mut decoder) = stream::open(request.into_inner()).await?;
+        let command = request::exchange_command(&descriptor)?;
+        let schema = stream::schema(&mut decoder).await?;
+        let (schema, batches) = self
+            .core
+            .exchange(command, schema, stream::batches(decoder))
+            .await?;
+        Ok(Response::new(stream::encode(schema, batches)))
     }
 
     async fn do_action(
         &self,
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
-        let action = request.into_inner();
-        let value =
-            actions::run(&self.lakehouse, &self.plugins, &action.r#type, &action.body).await?;
+        let action = request::action(&request.into_inner())?;
+        let value = actions::run(&self.core, action).await?;
         let body = serde_json::to_vec(&value).expect("JSON values serialize");
         Ok(Response::new(once(arrow_flight::Result {
             body: body.into(),
@@ -160,12 +182,12 @@ impl FlightService for FloeService {
         &self,
         _request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
-        let types = actions::ACTIONS.iter().map(|(name, description)| {
+        let types = request::ACTIONS.iter().map(|(name, description)| {
             Ok(ActionType {
                 r#type: name.to_string(),
                 description: description.to_string(),
             })
         });
-        Ok(Response::new(stream::iter(types).boxed()))
+        Ok(Response::new(futures::stream::iter(types).boxed()))
     }
 }

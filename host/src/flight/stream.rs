@@ -1,6 +1,6 @@
 //! Flight data streams and record batches: opening an upload (its descriptor
-//! and schema), its batches, and encoding batches (through a transform chain)
-//! for the client. DoPut, DoExchange and DoGet share these.
+//! and schema), its batches, and encoding batches for the client. DoPut,
+//! DoExchange and DoGet share these.
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -12,7 +12,6 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 
 use crate::error::{Error, Result};
-use crate::plugins::Chain;
 
 /// The descriptor the first message carries, and a decoder over the whole stream.
 pub async fn open<S>(mut upload: S) -> Result<(FlightDescriptor, FlightDataDecoder)>
@@ -78,18 +77,14 @@ fn upload_error(err: FlightError) -> Error {
     }
 }
 
-/// Batches through a transform chain, as Flight data with the chain's schema.
-pub fn encode<S>(chain: Chain, batches: S) -> BoxStream<'static, Result<FlightData, tonic::Status>>
+/// Batches as Flight data with `schema` (sent first, even when no batch follows).
+pub fn encode<S>(schema: SchemaRef, batches: S) -> BoxStream<'static, Result<FlightData, tonic::Status>>
 where
     S: Stream<Item = Result<RecordBatch>> + Send + 'static,
 {
     FlightDataEncoderBuilder::new()
-        .with_schema(chain.output_schema())
-        .build(
-            chain
-                .apply(batches)
-                .map_err(|err| FlightError::Tonic(Box::new(tonic::Status::from(err)))),
-        )
+        .with_schema(schema)
+        .build(batches.map_err(|err| FlightError::Tonic(Box::new(tonic::Status::from(err)))))
         .map_err(tonic::Status::from)
         .boxed()
 }

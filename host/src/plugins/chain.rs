@@ -9,63 +9,76 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use wasmtime::component::ResourceAny;
 
-use super::ipc;
+use floe_wire::ipc;
+
 use super::runtime::Guest;
 use crate::error::{Error, Result};
 
 /// What a plugin's `process` returns.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Batches of its output schema.
     Transform,
-    /// A boolean mask over the rows of the input columns it was sent (indices
-    /// into its input); the host applies the mask to the whole batch.
-    Filter { columns: Vec<usize> },
+    /// A boolean mask over the rows it was sent; the host applies the mask to
+    /// the whole batch, so a filter's output schema is its input's.
+    Filter,
 }
 
-/// One plugin bound to its input schema and arguments.
+/// One plugin bound to its input schema and arguments: bound once per request.
 pub struct Stage {
     guest: Guest,
     instance: ResourceAny,
     role: Role,
     output_schema: SchemaRef,
-    /// The input columns the plugin reads, when not all.
+    /// The input columns the plugin reads, when not all: `process` is sent
+    /// exactly these, in this order.
     input_columns: Option<Vec<String>>,
+    /// Where those columns are in the batches this stage receives.
+    projection: Option<Vec<usize>>,
 }
 
 impl Stage {
-    pub fn bind(mut guest: Guest, filter: bool, input: &SchemaRef, args: &str) -> Result<Self> {
+    pub fn bind(mut guest: Guest, role: Role, input: &SchemaRef, args: &str) -> Result<Self> {
         let schema = ipc::encode_schema(input)?;
         let instance = guest.bind(&schema, args)?;
         let bytes = guest.output_schema(instance)?;
         let output_schema = ipc::decode_schema(bytes).map_err(|err| malformed(&guest, err))?;
         let input_columns = guest.input_columns(instance)?;
-        let role = if filter {
-            let columns = match &input_columns {
-                None => (0..input.fields().len()).collect(),
-                Some(names) => names
-                    .iter()
-                    .map(|name| input.index_of(name))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|err| broken(&guest, format!("input-columns: {err}")))?,
-            };
-            if output_schema != *input {
-                return Err(broken(
-                    &guest,
-                    "a filter's output schema must be its input schema".into(),
-                ));
-            }
-            Role::Filter { columns }
-        } else {
-            Role::Transform
-        };
-        Ok(Self {
+        if role == Role::Filter && output_schema != *input {
+            return Err(broken(
+                &guest,
+                "a filter's output schema must be its input schema".into(),
+            ));
+        }
+        let mut stage = Self {
             guest,
             instance,
             role,
             output_schema,
             input_columns,
-        })
+            projection: None,
+        };
+        stage.receive(input)?;
+        Ok(stage)
+    }
+
+    /// Batches of `input` will arrive (the bound schema, or a narrower one with
+    /// every column the plugin reads): find its columns in them.
+    fn receive(&mut self, input: &SchemaRef) -> Result<()> {
+        self.projection = match &self.input_columns {
+            None => None,
+            Some(names) => Some(
+                names
+                    .iter()
+                    .map(|name| input.index_of(name))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|err| broken(&self.guest, format!("input-columns: {err}")))?,
+            ),
+        };
+        if self.role == Role::Filter {
+            self.output_schema = input.clone();
+        }
+        Ok(())
     }
 
     pub fn output_schema(&self) -> SchemaRef {
@@ -73,19 +86,17 @@ impl Stage {
     }
 
     fn process(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
-        match &self.role {
-            Role::Transform => {
-                let output = self
-                    .guest
-                    .process(self.instance, &ipc::encode_batch(batch)?)?;
-                output.map(|bytes| self.decode(bytes)).transpose()
-            }
-            Role::Filter { columns } => {
-                // Only the columns the predicate reads cross; only a mask comes back.
-                let sent = ipc::encode_batch(&batch.project(columns)?)?;
-                let Some(bytes) = self.guest.process(self.instance, &sent)? else {
-                    return Ok(None);
-                };
+        // Only the columns the plugin reads cross into it.
+        let sent = match &self.projection {
+            Some(columns) => ipc::encode_batch(&batch.project(columns)?)?,
+            None => ipc::encode_batch(batch)?,
+        };
+        let Some(bytes) = self.guest.process(self.instance, &sent)? else {
+            return Ok(None);
+        };
+        match self.role {
+            Role::Transform => self.decode(bytes).map(Some),
+            Role::Filter => {
                 let mask = self.mask(bytes, batch.num_rows())?;
                 let kept = filter_record_batch(batch, &mask)?;
                 Ok((kept.num_rows() > 0).then_some(kept))
@@ -97,7 +108,7 @@ impl Stage {
         let output = self.guest.finish(self.instance)?;
         match self.role {
             Role::Transform => output.map(|bytes| self.decode(bytes)).transpose(),
-            Role::Filter { .. } => Ok(None),
+            Role::Filter => Ok(None),
         }
     }
 
@@ -169,7 +180,7 @@ impl Chain {
     }
 
     /// The columns the chain reads, when fewer than all: a read can then scan only
-    /// those (and bind the chain again to them). Walking back from the end: a
+    /// those and hand them to [`Chain::narrow`]. Walking back from the end: a
     /// transform needs what it declares; a filter passes its input on, so it needs
     /// what follows it needs plus what its predicate reads.
     pub fn input_columns(&self) -> Option<Vec<String>> {
@@ -177,7 +188,7 @@ impl Chain {
         for stage in self.stages.iter().rev() {
             needed = match (&stage.role, needed, &stage.input_columns) {
                 (Role::Transform, _, own) => own.clone(),
-                (Role::Filter { .. }, Some(mut after), Some(own)) => {
+                (Role::Filter, Some(mut after), Some(own)) => {
                     for column in own {
                         if !after.contains(column) {
                             after.push(column.clone());
@@ -185,7 +196,7 @@ impl Chain {
                     }
                     Some(after)
                 }
-                (Role::Filter { .. }, _, _) => None,
+                (Role::Filter, _, _) => None,
             };
         }
         let wanted = needed?;
@@ -194,6 +205,21 @@ impl Chain {
                 .iter()
                 .all(|c| self.input_schema.field_with_name(c).is_ok());
         narrower.then_some(wanted)
+    }
+
+    /// The input will be `schema`, narrower than the one the chain was bound to but
+    /// holding every column of [`Chain::input_columns`]. No plugin is bound again:
+    /// the filters up to the first transform pass the narrower batches on, and each
+    /// stage finds its columns in them.
+    pub fn narrow(&mut self, schema: SchemaRef) -> Result<()> {
+        self.input_schema = schema.clone();
+        for stage in &mut self.stages {
+            stage.receive(&schema)?;
+            if stage.role == Role::Transform {
+                break;
+            }
+        }
+        Ok(())
     }
 
     pub fn output_schema(&self) -> SchemaRef {

@@ -2,7 +2,6 @@
 //! `runtime` and its `sandbox`, and the per-ticket `chain` that runs them.
 
 mod chain;
-mod ipc;
 pub mod registry;
 mod runtime;
 mod sandbox;
@@ -14,9 +13,9 @@ use arrow::datatypes::SchemaRef;
 
 pub use chain::Chain;
 pub use registry::{Description, Entry, Registry};
-pub use runtime::Limits;
 
 use crate::command::Transform;
+use crate::config::PluginLimits;
 use crate::error::{Context as _, Error, Result};
 use runtime::{Guest, Runtime};
 
@@ -28,7 +27,7 @@ pub struct Plugins {
 }
 
 impl Plugins {
-    pub fn open(warehouse: &Path, limits: Limits) -> Result<Self> {
+    pub fn open(warehouse: &Path, limits: PluginLimits) -> Result<Self> {
         let runtime = Runtime::new(limits)?;
         Ok(Self {
             registry: Registry::new(warehouse),
@@ -82,8 +81,9 @@ impl Plugins {
         Ok(entry)
     }
 
-    /// Bind each transform in order to the schema the previous one produces.
-    /// Guests run synchronously: call this off the async executor.
+    /// Bind each transform in order to the schema the previous one produces:
+    /// one instance per plugin, bound once. Guests run synchronously: call this
+    /// off the async executor.
     pub fn bind(&self, transforms: &[Transform], input: SchemaRef) -> Result<Chain> {
         let mut stages = Vec::with_capacity(transforms.len());
         let mut schema = input.clone();
@@ -92,8 +92,12 @@ impl Plugins {
             let (guest, entry) = self.instantiate(&transform.plugin)?;
             let instantiated = started.elapsed();
             let args = serde_json::Value::Object(transform.args.clone()).to_string();
-            let filter = entry.describe.kind == runtime::kind_name(runtime::Kind::Filter);
-            let stage = chain::Stage::bind(guest, filter, &schema, &args)?;
+            let role = if entry.describe.kind == runtime::kind_name(runtime::Kind::Filter) {
+                chain::Role::Filter
+            } else {
+                chain::Role::Transform
+            };
+            let stage = chain::Stage::bind(guest, role, &schema, &args)?;
             tracing::debug!(
                 plugin = %transform.plugin,
                 instantiate_us = instantiated.as_micros() as u64,
@@ -128,7 +132,7 @@ pub async fn bind_chain(
         return Ok(Chain::empty(input));
     }
     let (plugins, transforms) = (plugins.clone(), transforms.to_vec());
-    crate::engines::blocking(move || plugins.bind(&transforms, input)).await
+    crate::blocking::run(move || plugins.bind(&transforms, input)).await
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -12,6 +12,7 @@ use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{Engine, Store, Trap};
 
 use super::sandbox::GuestState;
+use crate::config::PluginLimits;
 use crate::error::{Context as _, Error, Result};
 
 wasmtime::component::bindgen!({
@@ -31,37 +32,21 @@ pub fn kind_name(kind: Kind) -> &'static str {
 }
 
 /// The interface a plugin must export, as named in errors.
-pub const INTERFACE: &str = "floe:plugin/transform@0.1.0";
+pub const INTERFACE: &str = "floe:plugin/transform@0.2.0";
 
 /// How often the epoch advances: the granularity of the deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Per-call sandbox limits.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub deadline: Duration,
-    pub memory_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            deadline: Duration::from_secs(10),
-            memory_bytes: 256 * 1024 * 1024,
-        }
-    }
-}
-
 pub struct Runtime {
     engine: Engine,
     linker: Linker<GuestState>,
-    limits: Limits,
+    limits: PluginLimits,
     /// Ready-to-instantiate components by the sha256 of their bytes.
     loaded: Mutex<HashMap<String, TransformPluginPre<GuestState>>>,
 }
 
 impl Runtime {
-    pub fn new(limits: Limits) -> Result<Self> {
+    pub fn new(limits: PluginLimits) -> Result<Self> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|err| wasm_error("starting wasmtime", err))?;
@@ -116,10 +101,21 @@ impl Runtime {
             ))
         })?;
         TransformPluginPre::new(pre).map_err(|err| {
-            Error::invalid(format!(
-                "the component does not export {INTERFACE} (world transform-plugin in \
-                 wit/transform.wit): {err:#}"
-            ))
+            let exports = component.component_type();
+            let older = exports
+                .exports(&self.engine)
+                .map(|(name, _)| name.to_string())
+                .find(|name| name.starts_with("floe:plugin/transform@"));
+            match older {
+                Some(older) => Error::invalid(format!(
+                    "the component was built against {older}, an older plugin contract: \
+                     rebuild it against the current floe-sdk, which exports {INTERFACE}"
+                )),
+                None => Error::invalid(format!(
+                    "the component does not export {INTERFACE} (world transform-plugin in \
+                     wit/transform.wit): {err:#}"
+                )),
+            }
         })
     }
 
@@ -375,7 +371,7 @@ mod tests {
 
     #[test]
     fn garbage_after_a_component_header_is_refused_by_wasmtime() {
-        let runtime = Runtime::new(Limits::default()).unwrap();
+        let runtime = Runtime::new(PluginLimits::default()).unwrap();
         let err = runtime.compile(b"\0asm\x0d\0\x01\0garbage").err().unwrap();
         assert!(
             err.to_string()

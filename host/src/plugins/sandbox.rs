@@ -14,7 +14,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::runtime::Limits;
+use crate::config::PluginLimits;
 
 /// How much of a guest's output is kept per call; the rest is dropped.
 const OUTPUT_LIMIT: usize = 4 * 1024;
@@ -29,7 +29,7 @@ pub struct GuestState {
 }
 
 impl GuestState {
-    pub fn new(limits: Limits) -> Self {
+    pub fn new(limits: PluginLimits) -> Self {
         let output = GuestOutput::default();
         let wasi = WasiCtx::builder()
             .stdout(output.clone())

@@ -15,7 +15,8 @@ use arrow::ffi::FFI_ArrowSchema;
 use duckdb::{Connection, ffi};
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use super::error::NOT_A_QUERY;
+use crate::error::{Context as _, Error, Result};
 
 pub struct Database {
     raw: ffi::duckdb_database,
@@ -49,10 +50,7 @@ impl Database {
     pub fn connect(&self) -> Result<Connection> {
         // SAFETY: `raw` is open for as long as `self` lives; connections keep the
         // instance alive on DuckDB's side, and `DuckEngine` drops them before `self`.
-        unsafe { Connection::open_from_raw(self.raw) }.map_err(|source| Error::DuckDb {
-            context: "connecting to DuckDB".into(),
-            source,
-        })
+        unsafe { Connection::open_from_raw(self.raw) }.context("connecting to DuckDB")
     }
 
     /// Refuse anything but one SELECT statement, without running it; its result
@@ -72,7 +70,7 @@ impl Database {
                 ffi::duckdb_prepare(conn, c_sql.as_ptr(), &mut stmt) == ffi::DuckDBSuccess;
             let outcome = if !prepared {
                 let message = ffi::duckdb_prepare_error(stmt);
-                Err(super::read::query_failure(if message.is_null() {
+                Err(super::error::classify(if message.is_null() {
                     "the query could not be prepared".to_string()
                 } else {
                     CStr::from_ptr(message).to_string_lossy().into_owned()
@@ -141,9 +139,6 @@ unsafe fn result_schema(
         outcome
     }
 }
-
-pub const NOT_A_QUERY: &str =
-    "only a single read-only query (SELECT, WITH, FROM, VALUES, ...) is allowed";
 
 fn take_c_string(ptr: *mut std::os::raw::c_char) -> String {
     if ptr.is_null() {

@@ -2,29 +2,34 @@
 //! DuckDB-native (`target: "duckdb"`) tables.
 //!
 //! The database is configured once at startup and then locked: queries may read
-//! files only inside the warehouse, and no query can change that.
+//! files only inside the warehouse, and no query can change that. DuckDB calls
+//! block; this engine's methods are async and make the hop to a blocking thread
+//! themselves. Its SQL is built in `sql`, its errors classified in `error`.
 
 mod database;
-pub mod read;
-mod types;
+mod error;
+mod read;
+pub mod sql;
 mod write;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
 use duckdb::Connection;
-
-use self::database::Database;
 use serde::Serialize;
 
-pub use read::QueryStream;
-pub use types::empty_relation;
-pub use write::DuckWrite;
-
-use crate::command::{TableName, quote_literal};
+use self::database::Database;
+use self::sql::{Query, Source};
+use crate::command::TableName;
+use crate::config::{DuckSettings, ReaderChoice};
 use crate::error::{Context, Result};
 
+pub use read::QueryStream;
+pub use write::DuckWrite;
+
 /// How DuckDB reads Iceberg tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IcebergReader {
     /// DuckDB's iceberg extension (`iceberg_scan`).
@@ -33,15 +38,13 @@ pub enum IcebergReader {
     ReadParquet,
 }
 
-/// Which reader to use: the extension when it loads, or a fixed choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReaderChoice {
-    #[default]
-    Auto,
-    Extension,
-    #[serde(alias = "read-parquet")]
-    ReadParquet,
+impl IcebergReader {
+    pub fn describe(self) -> &'static str {
+        match self {
+            IcebergReader::Extension => "its iceberg extension (iceberg_scan)",
+            IcebergReader::ReadParquet => "read_parquet over files planned by iceberg-rust",
+        }
+    }
 }
 
 pub struct DuckEngine {
@@ -52,38 +55,34 @@ pub struct DuckEngine {
     pub reader_note: Option<String>,
 }
 
-impl DuckEngine {
-    /// Open (or create) the database, load the iceberg extension if wanted, and
-    /// confine file access to the warehouse. These settings are global: they hold for
-    /// every connection, and `lock_configuration` keeps any query from changing them.
-    pub fn open(
-        db_path: &Path,
-        warehouse: &Path,
-        extension_dir: Option<&Path>,
-        choice: ReaderChoice,
-    ) -> Result<Self> {
-        let db = Database::open(db_path)?;
-        let conn = db.connect()?;
-        let mut setup = vec![
-            "SET autoinstall_known_extensions = false".to_string(),
-            "SET autoload_known_extensions = false".to_string(),
-        ];
-        if let Some(dir) = extension_dir {
-            setup.push(format!(
-                "SET extension_directory = {}",
-                quote_literal(&dir.display().to_string())
-            ));
-        }
-        conn.execute_batch(&setup.join(";"))
-            .context("configuring DuckDB")?;
+/// Where the database file lives relative to the warehouse.
+pub fn database_path(warehouse: &Path) -> PathBuf {
+    warehouse.join("duckdb.db")
+}
 
+impl DuckEngine {
+    /// Open (or create) the warehouse's database, load the iceberg extension if
+    /// wanted, and confine file access to the warehouse. These settings are global:
+    /// they hold for every connection, and `lock_configuration` keeps any query from
+    /// changing them.
+    pub async fn open(warehouse: &Path, settings: &DuckSettings) -> Result<Arc<Self>> {
+        let (warehouse, settings) = (warehouse.to_path_buf(), settings.clone());
+        crate::blocking::run(move || Self::open_now(&warehouse, &settings).map(Arc::new)).await
+    }
+
+    fn open_now(warehouse: &Path, settings: &DuckSettings) -> Result<Self> {
+        let db = Database::open(&database_path(warehouse))?;
+        let conn = db.connect()?;
+        conn.execute_batch(&sql::extension_settings(settings.extension_dir.as_deref()))
+            .context("configuring DuckDB")?;
+        let choice = settings.iceberg_reader;
         let (reader, reader_note) = match choice {
             ReaderChoice::ReadParquet => (
                 IcebergReader::ReadParquet,
                 Some("chosen by configuration".to_string()),
             ),
             ReaderChoice::Extension | ReaderChoice::Auto => {
-                match conn.execute_batch("LOAD avro; LOAD iceberg;") {
+                match conn.execute_batch(sql::LOAD_ICEBERG) {
                     Ok(()) => (IcebergReader::Extension, None),
                     Err(err) if choice == ReaderChoice::Auto => (
                         IcebergReader::ReadParquet,
@@ -93,17 +92,8 @@ impl DuckEngine {
                 }
             }
         };
-
-        // Iceberg manifests name files as file:// URLs: allow both spellings.
-        let warehouse_dir = format!("{}/", warehouse.display());
-        conn.execute_batch(&format!(
-            "SET allowed_directories = [{}, {}];
-             SET enable_external_access = false;
-             SET lock_configuration = true;",
-            quote_literal(&warehouse_dir),
-            quote_literal(&format!("file://{warehouse_dir}"))
-        ))
-        .context("confining DuckDB to the warehouse")?;
+        conn.execute_batch(&sql::confine(warehouse))
+            .context("confining DuckDB to the warehouse")?;
         Ok(Self {
             db,
             reader,
@@ -111,32 +101,93 @@ impl DuckEngine {
         })
     }
 
-    /// A connection of its own for one request (DuckDB calls block: use it off the
-    /// async executor).
-    pub fn connect(&self) -> Result<Connection> {
+    /// `f` on a blocking thread with this engine.
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&DuckEngine) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let engine = self.clone();
+        crate::blocking::run(move || f(&engine)).await
+    }
+
+    /// A connection of its own for one request.
+    fn connect(&self) -> Result<Connection> {
         self.db.connect()
     }
 
-    /// Point the view `name` at an Iceberg table's data (`source` is a FROM item).
-    pub fn replace_view(&self, name: &TableName, source: &str) -> Result<()> {
-        let conn = self.connect()?;
-        conn.execute_batch(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {ns}; CREATE OR REPLACE VIEW {view} AS SELECT * FROM {source};",
-            ns = crate::command::quote_ident(&name.namespace),
-            view = name.sql(),
-        ))
-        .with_context(|| format!("publishing {name} to DuckDB"))
+    /// The result schema of `query`, from preparing it: nothing runs, no data is read.
+    pub async fn schema_of(self: &Arc<Self>, query: &Query) -> Result<SchemaRef> {
+        let text = query.described();
+        self.blocking(move |engine| engine.db.check_select(&text))
+            .await
+    }
+
+    /// Point the view `name` at an Iceberg table's data.
+    pub async fn replace_view(self: &Arc<Self>, name: &TableName, source: Source) -> Result<()> {
+        let what = format!("publishing {name} to DuckDB");
+        self.execute(sql::replace_view(name, &source), what).await
+    }
+
+    pub async fn drop_view(self: &Arc<Self>, name: &TableName) -> Result<()> {
+        self.execute(sql::drop_view(name), format!("removing the view {name}"))
+            .await
     }
 
     /// The views in the database: floe's windows on Iceberg tables.
-    pub fn list_views(&self) -> Result<Vec<TableName>> {
-        self.names("SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = current_database() AND NOT internal")
+    pub async fn list_views(self: &Arc<Self>) -> Result<Vec<TableName>> {
+        self.blocking(|engine| engine.names(sql::LIST_VIEWS)).await
+    }
+
+    /// The DuckDB-native tables with their schemas and row counts.
+    pub async fn list_tables(self: &Arc<Self>) -> Result<Vec<(TableName, SchemaRef, u64)>> {
+        self.blocking(|engine| {
+            let conn = engine.connect()?;
+            engine
+                .names(sql::LIST_TABLES)?
+                .into_iter()
+                .map(|name| {
+                    let count: i64 = conn
+                        .query_row(&sql::count_rows(&name), [], |r| r.get(0))
+                        .context("counting rows")?;
+                    let schema = engine.db.check_select(Query::whole(&name).text())?;
+                    Ok((name, schema, count as u64))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    pub async fn table_exists(self: &Arc<Self>, name: &TableName) -> Result<bool> {
+        let name = name.clone();
+        self.blocking(move |engine| {
+            engine
+                .connect()?
+                .query_row(sql::TABLE_EXISTS, [&name.namespace, &name.name], |r| r.get(0))
+                .context("looking up a DuckDB table")
+        })
+        .await
+    }
+
+    pub async fn drop_table(self: &Arc<Self>, name: &TableName) -> Result<()> {
+        self.execute(sql::drop_table(name), format!("dropping {name}"))
+            .await
+    }
+
+    /// One of the engine's own statements, on a blocking thread.
+    async fn execute(self: &Arc<Self>, statement: String, what: String) -> Result<()> {
+        self.blocking(move |engine| {
+            engine
+                .connect()?
+                .execute_batch(&statement)
+                .context(what)
+        })
+        .await
     }
 
     /// `ns.name` pairs from a catalog query (names floe cannot address are skipped).
-    fn names(&self, sql: &str) -> Result<Vec<TableName>> {
+    fn names(&self, query: &str) -> Result<Vec<TableName>> {
         let conn = self.connect()?;
-        let mut stmt = conn.prepare(sql).context("listing DuckDB objects")?;
+        let mut stmt = conn.prepare(query).context("listing DuckDB objects")?;
         let rows = stmt
             .query_map([], |row| {
                 Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
@@ -149,50 +200,4 @@ impl DuckEngine {
         }
         Ok(names)
     }
-
-    pub fn drop_view(&self, name: &TableName) -> Result<()> {
-        self.connect()?
-            .execute_batch(&format!("DROP VIEW IF EXISTS {}", name.sql()))
-            .with_context(|| format!("removing the view {name}"))
-    }
-
-    /// The DuckDB-native tables with their row counts (views are Iceberg tables).
-    pub fn list_tables(&self) -> Result<Vec<(TableName, u64)>> {
-        let names = self.names("SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() AND NOT temporary ORDER BY 1, 2")?;
-        let conn = self.connect()?;
-        names
-            .into_iter()
-            .map(|name| {
-                let count: i64 = conn
-                    .query_row(&format!("SELECT count(*) FROM {}", name.sql()), [], |r| {
-                        r.get(0)
-                    })
-                    .context("counting rows")?;
-                Ok((name, count as u64))
-            })
-            .collect()
-    }
-
-    pub fn table_exists(&self, name: &TableName) -> Result<bool> {
-        let count: i64 = self
-            .connect()?
-            .query_row(
-                "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ? AND table_name = ?",
-                [&name.namespace, &name.name],
-                |r| r.get(0),
-            )
-            .context("looking up a DuckDB table")?;
-        Ok(count > 0)
-    }
-
-    pub fn drop_table(&self, name: &TableName) -> Result<()> {
-        self.connect()?
-            .execute_batch(&format!("DROP TABLE {}", name.sql()))
-            .with_context(|| format!("dropping {name}"))
-    }
-}
-
-/// Where the database file lives relative to the warehouse.
-pub fn database_path(warehouse: &Path) -> PathBuf {
-    warehouse.join("duckdb.db")
 }

@@ -9,7 +9,8 @@ use arrow::datatypes::SchemaRef;
 use tokio::sync::{mpsc, oneshot};
 
 use super::DuckEngine;
-use super::database::NOT_A_QUERY;
+use super::error::query_error;
+use super::sql::Query;
 use crate::error::{Error, Result};
 
 /// DuckDB produces 2,048-row chunks; Flight clients do better with fewer, larger batches.
@@ -23,61 +24,10 @@ pub struct QueryStream {
     pub batches: mpsc::Receiver<Result<RecordBatch>>,
 }
 
-/// A client's SQL as the query floe runs (a trailing `;` is harmless).
-pub fn client_query(sql: &str) -> String {
-    sql.trim().trim_end_matches(';').to_string()
-}
-
-/// Explain a refused or failed query in terms of what the client sent.
-pub fn query_error(err: duckdb::Error) -> Error {
-    match err {
-        duckdb::Error::DuckDBFailure(_, Some(message)) => query_failure(message),
-        other => query_failure(other.to_string()),
-    }
-}
-
-pub fn query_failure(message: String) -> Error {
-    if message.contains("Permission Error") {
-        Error::PermissionDenied(format!(
-            "queries may not read files outside the warehouse: {message}"
-        ))
-    } else if message.contains("Parser Error")
-        || message.contains("Cannot prepare multiple statements")
-    {
-        Error::invalid(format!(
-            "{NOT_A_QUERY}; this does not parse as one: {message}"
-        ))
-    } else if message.contains("Catalog Error") && message.contains("does not exist") {
-        Error::NotFound(message)
-    } else if [
-        "Binder Error",
-        "Conversion Error",
-        "Invalid Input Error",
-        "Catalog Error",
-        "Not implemented Error",
-        "Out of Range Error",
-    ]
-    .iter()
-    .any(|kind| message.contains(kind))
-    {
-        Error::InvalidArgument(message)
-    } else if message.contains("Out of Memory Error") {
-        Error::ResourceExhausted(message)
-    } else {
-        Error::Internal(format!("query failed: {message}"))
-    }
-}
-
 impl DuckEngine {
-    /// The result schema of `sql`, from preparing it: nothing runs, no data is read.
-    pub fn schema_of(&self, sql: &str) -> Result<SchemaRef> {
-        // The newline ends a trailing `--` comment before the closing parenthesis.
-        self.db
-            .check_select(&format!("SELECT * FROM (\n{sql}\n) AS floe_schema"))
-    }
-
-    /// Run `sql` on a blocking thread and stream its result.
-    pub async fn query(self: &Arc<Self>, sql: String) -> Result<QueryStream> {
+    /// Run `query` on a blocking thread and stream its result.
+    pub async fn query(self: &Arc<Self>, query: Query) -> Result<QueryStream> {
+        let sql = query.text().to_string();
         let (schema_tx, schema_rx) = oneshot::channel();
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let engine = self.clone();

@@ -10,9 +10,8 @@ use duckdb::Connection;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::DuckEngine;
-use super::types::column_definitions;
-use crate::command::{TableName, WriteMode, quote_ident};
+use super::{DuckEngine, sql};
+use crate::command::{TableName, WriteMode};
 use crate::engines::conform::{conform, difference};
 use crate::error::{Context, Error, Result};
 
@@ -37,10 +36,10 @@ impl DuckEngine {
         let engine = self.clone();
         let worker = tokio::task::spawn_blocking(move || {
             let conn = engine.connect()?;
-            conn.execute_batch("BEGIN TRANSACTION")
+            conn.execute_batch(sql::BEGIN)
                 .context("starting a DuckDB transaction")?;
             let result = write_all(&conn, &name, mode, &upload, &mut rx);
-            let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            let end = if result.is_ok() { sql::COMMIT } else { sql::ROLLBACK };
             let ended = conn
                 .execute_batch(end)
                 .with_context(|| format!("{end} of the write to {name}"));
@@ -91,11 +90,7 @@ fn write_all(
     rx: &mut mpsc::Receiver<Message>,
 ) -> Result<u64> {
     let exists: bool = conn
-        .query_row(
-            "SELECT count(*) > 0 FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ? AND table_name = ?",
-            [&name.namespace, &name.name],
-            |r| r.get(0),
-        )
+        .query_row(sql::TABLE_EXISTS, [&name.namespace, &name.name], |r| r.get(0))
         .context("looking up the table")?;
     match (exists, mode) {
         (true, WriteMode::Create | WriteMode::ErrorIfExists) => {
@@ -103,23 +98,12 @@ fn write_all(
         }
         (true, WriteMode::Append) => {}
         (exists, _) => {
-            let verb = if exists {
-                "CREATE OR REPLACE TABLE"
-            } else {
-                "CREATE TABLE"
-            };
-            let columns = column_definitions(upload.fields())?;
-            conn.execute_batch(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {}; {verb} {} ({});",
-                quote_ident(&name.namespace),
-                name.sql(),
-                columns
-            ))
-            .with_context(|| format!("creating {name}"))?;
+            conn.execute_batch(&sql::create_table(name, upload.fields(), exists)?)
+                .with_context(|| format!("creating {name}"))?;
         }
     }
     let table_schema = conn
-        .prepare(&format!("SELECT * FROM {} LIMIT 0", name.sql()))
+        .prepare(&sql::no_rows(name))
         .and_then(|mut s| s.query_arrow([]).map(|a| a.get_schema()))
         .with_context(|| format!("reading the schema of {name}"))?;
     let storable =

@@ -16,6 +16,8 @@ const SMALL_FILE_BYTES: u64 = 8 << 20;
 /// How many small files a table may gather before they are rewritten. (16 rather than
 /// 32: 8 clients reading and appending to one table, 47.7 → 56.4 req/s, median of 3.)
 pub const COMPACT_AT: u64 = 16;
+/// On demand (the `compact_table` action), any two small files are worth merging.
+pub const COMPACT_ON_DEMAND_AT: u64 = 2;
 
 impl IcebergEngine {
     /// Rewrite the small data files of `name`'s current snapshot into few large ones.

@@ -26,7 +26,7 @@ use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
 pub use commit::Committed;
-pub use compact::COMPACT_AT;
+pub use compact::{COMPACT_AT, COMPACT_ON_DEMAND_AT};
 pub use lanes::parquet_properties;
 pub use write::{TableWrite, WriteOp};
 

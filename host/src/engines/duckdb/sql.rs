@@ -1,0 +1,321 @@
+//! Every SQL text the host runs on DuckDB is built here, from quoted identifiers and
+//! literals, expressions the filter parser rendered, and other fragments of this
+//! module. Nothing else in the host puts SQL together.
+
+use std::path::Path;
+
+use arrow::datatypes::{DataType, Fields, Schema, TimeUnit};
+use floe_wire::expr::ast::Expr;
+
+use crate::command::TableName;
+use crate::error::{Error, Result};
+
+/// A query the engine can run: a client's SQL, or one built here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query(String);
+
+impl Query {
+    /// A client's SQL as written (a trailing `;` is harmless). The engine refuses
+    /// anything but one read-only query before running it.
+    pub fn client(sql: &str) -> Self {
+        Self(sql.trim().trim_end_matches(';').to_string())
+    }
+
+    /// `SELECT columns FROM source WHERE filter LIMIT n`: DuckDB pushes all three
+    /// into the scan. The filter is the parser's expression, rendered.
+    pub fn table_read(
+        source: &Source,
+        columns: Option<&[String]>,
+        filter: Option<&Expr>,
+        limit: Option<u64>,
+    ) -> Self {
+        let columns = columns.map_or_else(|| "*".to_string(), column_list);
+        let mut sql = format!("SELECT {columns} FROM {}", source.0);
+        if let Some(filter) = filter {
+            sql.push_str(&format!(" WHERE ({filter})"));
+        }
+        if let Some(limit) = limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        Self(sql)
+    }
+
+    /// Only `columns` of this query's result, in that order.
+    pub fn project(&self, columns: &[String]) -> Self {
+        // The newline ends a trailing `--` comment of a client's query.
+        Self(format!("SELECT {} FROM (\n{}\n)", column_list(columns), self.0))
+    }
+
+    /// Every row of a table.
+    pub fn whole(name: &TableName) -> Self {
+        Self(format!("SELECT * FROM {}", table(name)))
+    }
+
+    pub fn text(&self) -> &str {
+        &self.0
+    }
+
+    /// The query as a subquery, for asking DuckDB its result schema.
+    pub(super) fn described(&self) -> String {
+        format!("SELECT * FROM (\n{}\n) AS floe_schema", self.0)
+    }
+}
+
+impl std::fmt::Display for Query {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a table read selects from: a table or view, or an Iceberg snapshot's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source(String);
+
+impl Source {
+    pub fn table(name: &TableName) -> Self {
+        Self(table(name))
+    }
+
+    /// DuckDB's iceberg extension at a metadata file (a snapshot other than the
+    /// current one when given).
+    pub fn iceberg_scan(metadata_location: &str, snapshot_id: Option<i64>) -> Self {
+        let location = quote_literal(metadata_location);
+        Self(match snapshot_id {
+            None => format!("iceberg_scan({location})"),
+            Some(id) => format!("iceberg_scan({location}, snapshot_from_id => {id})"),
+        })
+    }
+
+    /// These Parquet files, read as one table.
+    pub fn read_parquet(files: &[String]) -> Self {
+        let list: Vec<String> = files.iter().map(|f| quote_literal(f)).collect();
+        Self(format!("read_parquet([{}])", list.join(", ")))
+    }
+
+    /// Columns of these types and no rows (a table with no data yet).
+    pub fn empty(schema: &Schema) -> Result<Self> {
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                Ok(format!(
+                    "CAST(NULL AS {}) AS {}",
+                    duckdb_type(f.data_type())?,
+                    quote_ident(f.name())
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self(format!("(SELECT {} WHERE false)", columns.join(", "))))
+    }
+}
+
+fn quote_ident(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn column_list(columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A table's name: both parts quoted.
+fn table(name: &TableName) -> String {
+    format!("{}.{}", quote_ident(&name.namespace), quote_ident(&name.name))
+}
+
+// Statements the engine runs on its own behalf.
+
+/// Before any extension loads: nothing is fetched or loaded implicitly.
+pub fn extension_settings(extension_dir: Option<&Path>) -> String {
+    let mut setup = vec![
+        "SET autoinstall_known_extensions = false".to_string(),
+        "SET autoload_known_extensions = false".to_string(),
+    ];
+    if let Some(dir) = extension_dir {
+        setup.push(format!(
+            "SET extension_directory = {}",
+            quote_literal(&dir.display().to_string())
+        ));
+    }
+    setup.join(";")
+}
+
+pub const LOAD_ICEBERG: &str = "LOAD avro; LOAD iceberg;";
+
+/// Files only inside the warehouse (Iceberg manifests name them as `file://` URLs:
+/// both spellings), and no query may change that.
+pub fn confine(warehouse: &Path) -> String {
+    let dir = format!("{}/", warehouse.display());
+    format!(
+        "SET allowed_directories = [{}, {}];
+         SET enable_external_access = false;
+         SET lock_configuration = true;",
+        quote_literal(&dir),
+        quote_literal(&format!("file://{dir}"))
+    )
+}
+
+pub fn replace_view(name: &TableName, source: &Source) -> String {
+    format!(
+        "CREATE SCHEMA IF NOT EXISTS {}; CREATE OR REPLACE VIEW {} AS SELECT * FROM {};",
+        quote_ident(&name.namespace),
+        table(name),
+        source.0
+    )
+}
+
+pub fn drop_view(name: &TableName) -> String {
+    format!("DROP VIEW IF EXISTS {}", table(name))
+}
+
+pub fn drop_table(name: &TableName) -> String {
+    format!("DROP TABLE {}", table(name))
+}
+
+pub fn count_rows(name: &TableName) -> String {
+    format!("SELECT count(*) FROM {}", table(name))
+}
+
+/// No rows, every column: the stored schema.
+pub fn no_rows(name: &TableName) -> String {
+    format!("SELECT * FROM {} LIMIT 0", table(name))
+}
+
+/// `CREATE [OR REPLACE] TABLE` with these columns, in its own schema.
+pub fn create_table(name: &TableName, fields: &Fields, replace: bool) -> Result<String> {
+    let verb = if replace {
+        "CREATE OR REPLACE TABLE"
+    } else {
+        "CREATE TABLE"
+    };
+    Ok(format!(
+        "CREATE SCHEMA IF NOT EXISTS {}; {verb} {} ({});",
+        quote_ident(&name.namespace),
+        table(name),
+        column_definitions(fields)?
+    ))
+}
+
+pub const BEGIN: &str = "BEGIN TRANSACTION";
+pub const COMMIT: &str = "COMMIT";
+pub const ROLLBACK: &str = "ROLLBACK";
+
+pub const LIST_VIEWS: &str = "SELECT schema_name, view_name FROM duckdb_views() \
+     WHERE database_name = current_database() AND NOT internal";
+pub const LIST_TABLES: &str = "SELECT schema_name, table_name FROM duckdb_tables() \
+     WHERE database_name = current_database() AND NOT temporary ORDER BY 1, 2";
+/// Parameters: namespace, name.
+pub const TABLE_EXISTS: &str = "SELECT count(*) > 0 FROM duckdb_tables() \
+     WHERE database_name = current_database() AND schema_name = ? AND table_name = ?";
+
+// Arrow types as DuckDB SQL type names, for DDL and typed empty relations.
+
+fn duckdb_type(dt: &DataType) -> Result<String> {
+    Ok(match dt {
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int8 => "TINYINT".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INTEGER".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::UInt8 => "UTINYINT".into(),
+        DataType::UInt16 => "USMALLINT".into(),
+        DataType::UInt32 => "UINTEGER".into(),
+        DataType::UInt64 => "UBIGINT".into(),
+        DataType::Float16 | DataType::Float32 => "FLOAT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Decimal128(p, s) if *p <= 38 => format!("DECIMAL({p},{s})"),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => "BLOB".into(),
+        DataType::Date32 | DataType::Date64 => "DATE".into(),
+        DataType::Time32(_) | DataType::Time64(_) => "TIME".into(),
+        DataType::Timestamp(_, Some(_)) => "TIMESTAMPTZ".into(),
+        DataType::Timestamp(TimeUnit::Second, None) => "TIMESTAMP_S".into(),
+        DataType::Timestamp(TimeUnit::Millisecond, None) => "TIMESTAMP_MS".into(),
+        DataType::Timestamp(TimeUnit::Microsecond, None) => "TIMESTAMP".into(),
+        DataType::Timestamp(TimeUnit::Nanosecond, None) => "TIMESTAMP_NS".into(),
+        DataType::Interval(_) => "INTERVAL".into(),
+        DataType::List(f) | DataType::LargeList(f) => format!("{}[]", duckdb_type(f.data_type())?),
+        DataType::Struct(fields) => format!("STRUCT({})", column_definitions(fields)?),
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => {
+                format!(
+                    "MAP({}, {})",
+                    duckdb_type(kv[0].data_type())?,
+                    duckdb_type(kv[1].data_type())?
+                )
+            }
+            other => return Err(Error::invalid(format!("unsupported map layout {other}"))),
+        },
+        other => {
+            return Err(Error::invalid(format!(
+                "Arrow type {other} has no DuckDB equivalent"
+            )));
+        }
+    })
+}
+
+/// `"name" TYPE, ...`: a column list for CREATE TABLE or STRUCT(...).
+fn column_definitions(fields: &Fields) -> Result<String> {
+    let columns = fields
+        .iter()
+        .map(|f| {
+            Ok(format!(
+                "{} {}",
+                quote_ident(f.name()),
+                duckdb_type(f.data_type())?
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(columns.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::Field;
+    use std::sync::Arc;
+
+    #[test]
+    fn identifiers_and_literals_cannot_break_out() {
+        let name = TableName::new("default", "events").unwrap();
+        assert_eq!(table(&name), "\"default\".\"events\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(
+            Source::read_parquet(&["/w/it's.parquet".into()]).0,
+            "read_parquet(['/w/it''s.parquet'])"
+        );
+        let filter = floe_wire::expr::parse_filter("a > 1 AND b = ')'").unwrap();
+        let columns = ["a".to_string(), "b c".to_string()];
+        let query = Query::table_read(&Source::table(&name), Some(&columns), Some(&filter), Some(10));
+        assert_eq!(
+            query.text(),
+            "SELECT \"a\", \"b c\" FROM \"default\".\"events\" WHERE (a > 1 AND b = ')') LIMIT 10"
+        );
+    }
+
+    #[test]
+    fn nested_types_are_spelled_out() {
+        let dt = DataType::Struct(Fields::from(vec![
+            Field::new("a", DataType::Decimal128(12, 2), true),
+            Field::new(
+                "b",
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                true,
+            ),
+        ]));
+        assert_eq!(
+            duckdb_type(&dt).unwrap(),
+            "STRUCT(\"a\" DECIMAL(12,2), \"b\" VARCHAR[])"
+        );
+    }
+}

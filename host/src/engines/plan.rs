@@ -1,0 +1,76 @@
+//! A validated read command becomes a read plan: one query, and the ticket that runs
+//! exactly that read again (the snapshot pinned) in DoGet.
+
+use floe_wire::expr::parse_filter;
+
+use super::duckdb::sql::{Query, Source};
+use super::{Lakehouse, Located};
+use crate::command::{ReadCommand, TableRead};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct ReadPlan {
+    /// What DuckDB runs.
+    pub query: Query,
+    /// The command to hand back as the Flight ticket.
+    pub ticket: ReadCommand,
+}
+
+impl Lakehouse {
+    pub async fn plan_read(&self, command: ReadCommand) -> Result<ReadPlan> {
+        match command {
+            ReadCommand::Sql(read) => {
+                // SQL sees Iceberg tables through views: make sure they are current.
+                self.sync_views().await?;
+                // The engine refuses anything but a SELECT before running it.
+                Ok(ReadPlan {
+                    query: Query::client(&read.sql),
+                    ticket: ReadCommand::Sql(read),
+                })
+            }
+            ReadCommand::Table(read) => self.plan_table_read(read).await,
+        }
+    }
+
+    async fn plan_table_read(&self, mut read: TableRead) -> Result<ReadPlan> {
+        if read.columns.as_ref().is_some_and(Vec::is_empty) {
+            return Err(Error::invalid("\"columns\" is empty"));
+        }
+        // The query gets the parser's rendering of one expression, never the client's
+        // text: nothing can follow it or close the parenthesis it sits in.
+        let filter = read
+            .filter
+            .as_deref()
+            .map(parse_filter)
+            .transpose()
+            .map_err(|err| Error::invalid(err.to_string()))?;
+        let source = match self.locate(&read.table).await? {
+            Located::Iceberg(table) => {
+                let snapshot = table.snapshot(read.snapshot_id, read.as_of)?;
+                // Pin the snapshot so DoGet reads what GetFlightInfo described.
+                read.snapshot_id = snapshot.as_ref().map(|s| s.snapshot_id());
+                read.as_of = None;
+                self.iceberg_source(&table, snapshot.as_ref()).await?
+            }
+            Located::Duckdb => {
+                if read.snapshot_id.is_some() || read.as_of.is_some() {
+                    return Err(Error::invalid(format!(
+                        "{} is a DuckDB table: snapshot_id and as_of apply to Iceberg tables only",
+                        read.table
+                    )));
+                }
+                Source::table(&read.table)
+            }
+        };
+        let query = Query::table_read(
+            &source,
+            read.columns.as_deref(),
+            filter.as_ref(),
+            read.limit,
+        );
+        Ok(ReadPlan {
+            query,
+            ticket: ReadCommand::Table(read),
+        })
+    }
+}

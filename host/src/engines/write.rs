@@ -1,0 +1,125 @@
+//! One write handle for both targets: `write` batches, then `commit` (exactly one
+//! Iceberg snapshot or one DuckDB transaction) or `abort` (nothing visible, files
+//! deleted). After an Iceberg commit the lakehouse decides whether to compact.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use serde::Serialize;
+
+use super::Lakehouse;
+use super::duckdb::DuckWrite;
+use super::iceberg::TableWrite;
+use crate::command::{TableName, Target, WriteMode};
+use crate::error::{Error, Result};
+
+/// A committed write.
+#[derive(Debug, Serialize)]
+pub struct Written {
+    pub table: TableName,
+    pub target: Target,
+    pub rows: u64,
+    pub snapshot_id: Option<i64>,
+    pub data_files: usize,
+}
+
+pub struct WriteHandle {
+    lakehouse: Arc<Lakehouse>,
+    table: TableName,
+    sink: Sink,
+}
+
+enum Sink {
+    Iceberg(Box<TableWrite>),
+    Duckdb(DuckWrite),
+}
+
+impl Lakehouse {
+    /// Start writing `schema`-shaped batches into `table`. A table of the same name
+    /// in the other target is refused: a name means one table.
+    pub async fn begin_write(
+        self: &Arc<Self>,
+        table: &TableName,
+        mode: WriteMode,
+        target: Target,
+        schema: SchemaRef,
+    ) -> Result<WriteHandle> {
+        let sink = match target {
+            Target::Iceberg => {
+                if self.duck.table_exists(table).await? {
+                    return Err(Error::AlreadyExists(format!(
+                        "{table} exists as a DuckDB table"
+                    )));
+                }
+                Sink::Iceberg(Box::new(
+                    self.iceberg.begin_write(table, mode, &schema).await?,
+                ))
+            }
+            Target::Duckdb => {
+                if self.iceberg.load(table).await?.is_some() {
+                    return Err(Error::AlreadyExists(format!(
+                        "{table} exists as an Iceberg table"
+                    )));
+                }
+                Sink::Duckdb(self.duck.begin_write(table.clone(), mode, schema))
+            }
+        };
+        Ok(WriteHandle {
+            lakehouse: self.clone(),
+            table: table.clone(),
+            sink,
+        })
+    }
+}
+
+impl WriteHandle {
+    pub fn table(&self) -> &TableName {
+        &self.table
+    }
+
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        match &mut self.sink {
+            Sink::Iceberg(write) => write.write(&batch).await,
+            Sink::Duckdb(write) => write.write(batch).await,
+        }
+    }
+
+    /// Nothing becomes visible; what was written is deleted.
+    pub async fn abort(self) {
+        match self.sink {
+            Sink::Iceberg(write) => write.abort().await,
+            Sink::Duckdb(write) => write.abort().await,
+        }
+    }
+
+    pub async fn commit(self) -> Result<Written> {
+        let Self {
+            lakehouse,
+            table,
+            sink,
+        } = self;
+        match sink {
+            Sink::Iceberg(write) => {
+                // SQL readers see the new snapshot too: their views are re-pointed
+                // when they plan, not here on every commit.
+                let committed = lakehouse.iceberg.commit(*write).await?;
+                lakehouse.compact_when_due(&table, &committed);
+                Ok(Written {
+                    table,
+                    target: Target::Iceberg,
+                    rows: committed.rows,
+                    snapshot_id: Some(committed.snapshot_id),
+                    data_files: committed.data_files,
+                })
+            }
+            Sink::Duckdb(write) => Ok(Written {
+                table,
+                target: Target::Duckdb,
+                rows: write.commit().await?,
+                snapshot_id: None,
+                data_files: 0,
+            }),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Every Flight request as a typed command, decoded in one place: descriptors
+//! (a JSON command, or a PATH `["ns", "table"]`), tickets and action bodies.
+
+use arrow_flight::flight_descriptor::DescriptorType;
+use arrow_flight::{Action, FlightDescriptor, Ticket};
+use serde::Deserialize;
+
+use crate::command::{ExchangeCommand, PutCommand, ReadCommand, TableName, TableRead, parse};
+use crate::error::{Error, Result};
+
+/// Every action with the description ListActions shows.
+pub const ACTIONS: &[(&str, &str)] = &[
+    (
+        "healthcheck",
+        "Is the host up? Returns {\"status\": \"ok\", \"version\", \"iceberg_reader\"}.",
+    ),
+    (
+        "list_tables",
+        "All tables: name, target, schema, row count, current snapshot id.",
+    ),
+    (
+        "get_schema",
+        "The output schema of {\"table\": ...} (with columns etc.) or {\"sql\": ...}, without running it.",
+    ),
+    (
+        "drop_table",
+        "Drop {\"table\": \"ns.name\"} and delete its files.",
+    ),
+    (
+        "list_plugins",
+        "The registered WASM plugins: name, sha256, size, added_at and what they describe of themselves.",
+    ),
+    (
+        "compact_table",
+        "Rewrite the small data files of the Iceberg table {\"table\": ...} as few large ones (one replace snapshot). Returns {\"table\", \"compacted\", \"snapshot_id\", \"data_files\"} (the latter two null when there was nothing to compact).",
+    ),
+    (
+        "list_snapshots",
+        "The snapshots of the Iceberg table {\"table\": ...}: id, timestamp, operation, summary.",
+    ),
+];
+
+/// A decoded action.
+pub enum ActionRequest {
+    Healthcheck,
+    ListTables,
+    GetSchema(ReadCommand),
+    DropTable(TableName),
+    CompactTable(TableName),
+    ListSnapshots(TableName),
+    ListPlugins,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableArg {
+    table: TableName,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+/// GetFlightInfo's and GetSchema's descriptor.
+pub fn read_command(descriptor: &FlightDescriptor) -> Result<ReadCommand> {
+    match descriptor.r#type() {
+        DescriptorType::Cmd => ReadCommand::from_json(&descriptor.cmd),
+        DescriptorType::Path => Ok(ReadCommand::Table(TableRead::whole(TableName::from_path(
+            &descriptor.path,
+        )?))),
+        DescriptorType::Unknown => Err(no_descriptor()),
+    }
+}
+
+/// DoGet's ticket: the read command itself.
+pub fn ticket(ticket: &Ticket) -> Result<ReadCommand> {
+    ReadCommand::from_json(&ticket.ticket)
+}
+
+/// DoPut's descriptor; a PATH appends to Iceberg.
+pub fn put_command(descriptor: &FlightDescriptor) -> Result<PutCommand> {
+    match descriptor.r#type() {
+        DescriptorType::Cmd => PutCommand::from_json(&descriptor.cmd),
+        DescriptorType::Path => PutCommand::from_path(&descriptor.path),
+        DescriptorType::Unknown => Err(no_descriptor()),
+    }
+}
+
+/// DoExchange's descriptor: a command naming the chain.
+pub fn exchange_command(descriptor: &FlightDescriptor) -> Result<ExchangeCommand> {
+    if descriptor.r#type() != DescriptorType::Cmd {
+        return Err(Error::invalid(
+            "DoExchange takes a command descriptor: {\"transforms\": [{\"plugin\": ..., \"args\": {...}}]}",
+        ));
+    }
+    parse(&descriptor.cmd, "exchange command")
+}
+
+pub fn action(action: &Action) -> Result<ActionRequest> {
+    // An empty body means "no arguments".
+    let body = if action.body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        &action.body
+    };
+    let name = action.r#type.as_str();
+    let what = format!("{name} action body");
+    let table = || parse::<TableArg>(body, &what).map(|arg| arg.table);
+    Ok(match name {
+        "healthcheck" => parse::<NoArgs>(body, &what).map(|_| ActionRequest::Healthcheck)?,
+        "list_tables" => parse::<NoArgs>(body, &what).map(|_| ActionRequest::ListTables)?,
+        "list_plugins" => parse::<NoArgs>(body, &what).map(|_| ActionRequest::ListPlugins)?,
+        "get_schema" => ActionRequest::GetSchema(ReadCommand::from_json(body)?),
+        "drop_table" => ActionRequest::DropTable(table()?),
+        "compact_table" => ActionRequest::CompactTable(table()?),
+        "list_snapshots" => ActionRequest::ListSnapshots(table()?),
+        other => {
+            return Err(Error::invalid(format!(
+                "unknown action {other:?}; actions are: {}",
+                ACTIONS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    })
+}
+
+fn no_descriptor() -> Error {
+    Error::invalid("the descriptor has neither a command nor a path")
+}

@@ -1,0 +1,85 @@
+//! The read use case: plan, bind the transform chain once, run.
+//!
+//! GetFlightInfo (or any front-end's "describe") calls [`Core::plan_read`]: the
+//! query's schema through the chain, bound but given no data, and the ticket with
+//! the snapshot pinned. DoGet calls [`Core::read`]: the same plan, the chain bound
+//! once, and when the chain reads only some columns, a scan of only those.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::command::ReadCommand;
+use crate::core::Core;
+use crate::engines::ReadPlan;
+use crate::engines::duckdb::sql::Query;
+use crate::error::{Error, Result};
+use crate::plugins::{Chain, bind_chain};
+
+/// A read, planned: what it will return, and the ticket that runs it.
+pub struct PlannedRead {
+    pub schema: SchemaRef,
+    pub ticket: ReadCommand,
+}
+
+/// A read, running.
+pub struct Batches {
+    pub schema: SchemaRef,
+    pub stream: BoxStream<'static, Result<RecordBatch>>,
+}
+
+impl Core {
+    pub async fn plan_read(&self, command: ReadCommand) -> Result<PlannedRead> {
+        let plan = self.lakehouse.plan_read(command).await?;
+        let ticket = plan.ticket.clone();
+        let (_, chain) = self.bind(plan).await?;
+        Ok(PlannedRead {
+            schema: chain.output_schema(),
+            ticket,
+        })
+    }
+
+    pub async fn read(&self, command: ReadCommand) -> Result<Batches> {
+        let plan = self.lakehouse.plan_read(command).await?;
+        if plan.ticket.transforms().is_empty() {
+            tracing::debug!(query = %plan.query, "read");
+            let query = self.lakehouse.run(plan.query).await?;
+            return Ok(Batches {
+                schema: query.schema,
+                stream: ReceiverStream::new(query.batches).boxed(),
+            });
+        }
+        let (query, chain) = self.bind(plan).await?;
+        tracing::debug!(%query, "read");
+        let result = self.lakehouse.run(query).await?;
+        Ok(Batches {
+            schema: chain.output_schema(),
+            stream: chain.apply(ReceiverStream::new(result.batches)),
+        })
+    }
+
+    /// The plan's query and its chain, each plugin bound once to the query's
+    /// schema. When the chain reads only some columns, the query scans only those
+    /// and the chain is told (not bound again).
+    async fn bind(&self, plan: ReadPlan) -> Result<(Query, Chain)> {
+        let schema = self.lakehouse.schema_of(&plan.query).await?;
+        let mut chain = bind_chain(&self.plugins, plan.ticket.transforms(), schema.clone()).await?;
+        let Some(columns) = chain.input_columns() else {
+            return Ok((plan.query, chain));
+        };
+        let indices = columns
+            .iter()
+            .map(|c| schema.index_of(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| Error::internal(format!("narrowing the scan: {err}")))?;
+        let narrow = schema
+            .project(&indices)
+            .map_err(|err| Error::internal(format!("narrowing the scan: {err}")))?;
+        chain.narrow(Arc::new(narrow))?;
+        Ok((plan.query.project(&columns), chain))
+    }
+}
