@@ -93,7 +93,7 @@ def test_list_and_inspect(host, registered):
     assert sha256 == hashlib.sha256((GUESTS / "filter.wasm").read_bytes()).hexdigest()
     assert int(size) == (GUESTS / "filter.wasm").stat().st_size
     inspected = plugins_cli(host.warehouse, "inspect", "filter").stdout
-    assert "filter 0.1.0 (filter)" in inspected
+    assert "filter 0.2.0 (filter)" in inspected
     assert json.loads(inspected.split("args schema:\n", 1)[1])["required"] == ["predicate"]
     missing = plugins_cli(host.warehouse, "inspect", "nope", check=False)
     assert missing.returncode != 0 and "unknown plugin 'nope'" in missing.stderr
