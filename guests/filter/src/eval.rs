@@ -12,7 +12,7 @@ use arrow_select::nullif::nullif;
 use arrow_string::like;
 use floe_sdk::arrow_array::{
     Array, ArrayRef, BooleanArray, Datum, Float64Array, Int64Array, NullArray, RecordBatch,
-    StringArray, new_null_array,
+    Scalar, StringArray, new_null_array,
 };
 use floe_sdk::arrow_schema::{DataType, Schema, TimeUnit};
 use floe_wire::expr::ast::{
@@ -264,7 +264,7 @@ fn column(batch: &RecordBatch, name: &str) -> Outcome<ArrayRef> {
 
 fn compare(left: Value, op: &Op, right: Value, rows: usize) -> Outcome<BooleanArray> {
     let (left, right) = comparable(left, right, rows)?;
-    let (l, r): (&dyn Datum, &dyn Datum) = (&left, &right);
+    let (l, r) = (left.as_ref(), right.as_ref());
     match op {
         Op::Eq => cmp::eq(l, r),
         Op::NotEq => cmp::neq(l, r),
@@ -276,71 +276,106 @@ fn compare(left: Value, op: &Op, right: Value, rows: usize) -> Outcome<BooleanAr
     .map_err(arrow)
 }
 
+type Operand = Box<dyn Datum>;
+
 /// Two operands of one type: a literal takes the other side's type (except that a
-/// fraction against integers compares as floats); numbers of different types meet
-/// as floats; otherwise the right side takes the left side's type.
-fn comparable(left: Value, right: Value, rows: usize) -> Outcome<(ArrayRef, ArrayRef)> {
+/// fraction against integers compares as floats) and stays one value (a scalar);
+/// numbers of different types meet as floats; otherwise the right side takes the
+/// left side's type.
+fn comparable(left: Value, right: Value, rows: usize) -> Outcome<(Operand, Operand)> {
     match (left, right) {
-        (Value::Array(array), Value::Literal(literal)) => with_literal(array, literal, rows),
+        (Value::Array(array), Value::Literal(literal)) => with_literal(array, literal),
         (Value::Literal(literal), Value::Array(array)) => {
-            with_literal(array, literal, rows).map(|(a, l)| (l, a))
+            with_literal(array, literal).map(|(a, l)| (l, a))
         }
         (left, right) => {
             let (left, right) = (array(left, rows)?, array(right, rows)?);
             let (lt, rt) = (left.data_type().clone(), right.data_type().clone());
-            if lt == rt {
-                Ok((left, right))
+            let (left, right) = if lt == rt {
+                (left, right)
             } else if lt.is_numeric() && rt.is_numeric() {
-                Ok((
+                (
                     cast(&left, &DataType::Float64, false)?,
                     cast(&right, &DataType::Float64, false)?,
-                ))
+                )
             } else {
-                Ok((left, cast(&right, &lt, false)?))
-            }
+                (left, cast(&right, &lt, false)?)
+            };
+            Ok((Box::new(left), Box::new(right)))
         }
     }
 }
 
-fn with_literal(array: ArrayRef, literal: Literal, rows: usize) -> Outcome<(ArrayRef, ArrayRef)> {
+fn with_literal(array: ArrayRef, literal: Literal) -> Outcome<(Operand, Operand)> {
     let array = match (&literal, array.data_type()) {
         (Literal::Float(_), t) if t.is_integer() => cast(&array, &DataType::Float64, false)?,
         _ => array,
     };
-    let typed = to_array(literal, Some(array.data_type()), rows)?;
-    Ok((array, typed))
+    let value = to_array(literal, Some(array.data_type()), 1)?;
+    Ok((Box::new(array), Box::new(Scalar::new(value))))
 }
 
 /// `+ - * / %` as DuckDB computes them: integers stay integers (overflow is an
 /// error), anything else is a double, `/` always divides as doubles, and a
 /// division or remainder by zero is NULL.
 fn arithmetic(left: Value, op: &Op, right: Value, rows: usize) -> Outcome<ArrayRef> {
-    let (left, right) = (array(left, rows)?, array(right, rows)?);
-    let integers = left.data_type().is_integer() && right.data_type().is_integer();
-    let to = if integers && *op != Op::Divide {
+    let (lt, rt) = (natural_type(&left), natural_type(&right));
+    for t in [&lt, &rt] {
+        if !t.is_numeric() && *t != DataType::Null {
+            return Err(format!("cannot compute {op} on a {t} value"));
+        }
+    }
+    let to = if lt.is_integer() && rt.is_integer() && *op != Op::Divide {
         DataType::Int64
     } else {
         DataType::Float64
     };
-    for side in [&left, &right] {
-        if !side.data_type().is_numeric() && *side.data_type() != DataType::Null {
-            return Err(format!("cannot compute {op} on a {} value", side.data_type()));
+    let dividing = matches!(op, Op::Divide | Op::Modulo);
+    let left = cast(&array(left, rows)?, &to, false)?;
+    let right: Operand = match right {
+        // A literal stays one value.
+        Value::Literal(literal) => {
+            let value = cast(&to_array(literal, None, 1)?, &to, false)?;
+            if dividing && (value.is_null(0) || is_zero(&value)?) {
+                return Ok(new_null_array(&to, rows));
+            }
+            Box::new(Scalar::new(value))
         }
-    }
-    let (l, mut r) = (cast(&left, &to, false)?, cast(&right, &to, false)?);
-    if matches!(op, Op::Divide | Op::Modulo) {
-        let zero = to_array(Literal::Int(0), Some(&to), 1)?;
-        let zeros = cmp::eq(&r, &floe_sdk::arrow_array::Scalar::new(zero)).map_err(arrow)?;
-        r = nullif(&r, &zeros).map_err(arrow)?;
-    }
+        Value::Array(array) => {
+            let mut array = cast(&array, &to, false)?;
+            if dividing {
+                let zero = Scalar::new(cast(&to_array(Literal::Int(0), None, 1)?, &to, false)?);
+                let zeros = cmp::eq(&array, &zero).map_err(arrow)?;
+                array = nullif(&array, &zeros).map_err(arrow)?;
+            }
+            Box::new(array)
+        }
+    };
+    let r = right.as_ref();
     match op {
-        Op::Plus => numeric::add(&l, &r),
-        Op::Minus => numeric::sub(&l, &r),
-        Op::Multiply => numeric::mul(&l, &r),
-        Op::Divide => numeric::div(&l, &r),
-        _ => numeric::rem(&l, &r),
+        Op::Plus => numeric::add(&left, r),
+        Op::Minus => numeric::sub(&left, r),
+        Op::Multiply => numeric::mul(&left, r),
+        Op::Divide => numeric::div(&left, r),
+        _ => numeric::rem(&left, r),
     }
     .map_err(arrow)
+}
+
+fn natural_type(value: &Value) -> DataType {
+    match value {
+        Value::Array(array) => array.data_type().clone(),
+        Value::Literal(Literal::Int(_)) => DataType::Int64,
+        Value::Literal(Literal::Float(_)) => DataType::Float64,
+        Value::Literal(Literal::Str(_)) => DataType::Utf8,
+        Value::Literal(Literal::Bool(_)) => DataType::Boolean,
+        Value::Literal(Literal::Null) => DataType::Null,
+    }
+}
+
+fn is_zero(value: &ArrayRef) -> Outcome<bool> {
+    let zero = cast(&to_array(Literal::Int(0), None, 1)?, value.data_type(), false)?;
+    Ok(cmp::eq(value, &Scalar::new(zero)).map_err(arrow)?.value(0))
 }
 
 /// `[NOT] LIKE` / `ILIKE` over strings.
