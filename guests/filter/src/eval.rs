@@ -430,6 +430,8 @@ fn to_array(literal: Literal, data_type: Option<&DataType>, rows: usize) -> Outc
     }
 }
 
+/// Arrow's cast, which differs from DuckDB's in one place users may meet: a double
+/// cast to an integer is truncated here and rounded by DuckDB.
 fn cast(array: &ArrayRef, to: &DataType, safe: bool) -> Outcome<ArrayRef> {
     if array.data_type() == to {
         return Ok(array.clone());
