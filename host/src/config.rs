@@ -17,7 +17,13 @@ use clap::{Args, ValueEnum};
 #[derive(Debug, Clone, Args)]
 pub struct Warehouse {
     /// The warehouse directory (created if missing).
-    #[arg(short, long, value_name = "DIR", env = "FLOE_WAREHOUSE", default_value = "warehouse")]
+    #[arg(
+        short,
+        long,
+        value_name = "DIR",
+        env = "FLOE_WAREHOUSE",
+        default_value = "warehouse"
+    )]
     pub warehouse: PathBuf,
     /// A TOML file of settings: any of the keys named by the flags here, with `_` for
     /// `-` (e.g. `port = 8817`). Flags and environment variables override it.
@@ -56,7 +62,13 @@ pub struct DuckSettings {
     #[arg(long, value_name = "DIR", env = "FLOE_EXTENSION_DIR")]
     pub extension_dir: Option<PathBuf>,
     /// How DuckDB reads Iceberg tables.
-    #[arg(long, value_enum, value_name = "READER", env = "FLOE_ICEBERG_READER", default_value_t)]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "READER",
+        env = "FLOE_ICEBERG_READER",
+        default_value_t
+    )]
     pub iceberg_reader: ReaderChoice,
 }
 
@@ -108,7 +120,9 @@ fn deadline_secs(text: &str) -> Result<f64, String> {
     if secs.is_finite() && secs > 0.0 && secs <= 3600.0 {
         Ok(secs)
     } else {
-        Err(format!("the plugin deadline must be more than 0 and at most 3600 seconds, not {secs}"))
+        Err(format!(
+            "the plugin deadline must be more than 0 and at most 3600 seconds, not {secs}"
+        ))
     }
 }
 
@@ -207,12 +221,12 @@ fn settings(command: &clap::Command) -> BTreeSet<String> {
 
 fn set_defaults(command: clap::Command, values: &[(String, String)]) -> clap::Command {
     command
-        .mut_args(|arg| {
-            match values.iter().find(|(key, _)| arg.get_id() == key.as_str()) {
+        .mut_args(
+            |arg| match values.iter().find(|(key, _)| arg.get_id() == key.as_str()) {
                 Some((_, value)) if arg.get_env().is_some() => arg.default_value(value.clone()),
                 _ => arg,
-            }
-        })
+            },
+        )
         .mut_subcommands(|sub| set_defaults(sub, values))
 }
 
@@ -232,18 +246,27 @@ mod tests {
         let path = dir.path().join("floe.toml");
         std::fs::write(&path, file)?;
         let command = with_file_defaults(Probe::command(), &path)?;
-        let matches = command.try_get_matches_from(std::iter::once("probe").chain(args.iter().copied()))?;
+        let matches =
+            command.try_get_matches_from(std::iter::once("probe").chain(args.iter().copied()))?;
         Ok(Probe::from_arg_matches(&matches)?.settings)
     }
 
     #[test]
     fn the_file_beats_defaults_and_flags_beat_the_file() {
-        let probe = parse("port = 9000\nplugin_memory_mib = 64\niceberg_reader = \"read-parquet\"", &[]).unwrap();
+        let probe = parse(
+            "port = 9000\nplugin_memory_mib = 64\niceberg_reader = \"read-parquet\"",
+            &[],
+        )
+        .unwrap();
         assert_eq!(probe.server.port, 9000);
         assert_eq!(probe.sandbox.plugin_memory_mib, 64);
         assert_eq!(probe.duck.iceberg_reader, ReaderChoice::ReadParquet);
         assert_eq!(probe.sandbox.plugin_deadline_secs, DEFAULT_DEADLINE_SECS);
-        let probe = parse("port = 9000", &["--port", "9001", "--plugin-deadline", "0.5"]).unwrap();
+        let probe = parse(
+            "port = 9000",
+            &["--port", "9001", "--plugin-deadline", "0.5"],
+        )
+        .unwrap();
         assert_eq!(probe.server.port, 9001);
         assert_eq!(probe.sandbox.limits().deadline, Duration::from_millis(500));
     }
@@ -252,7 +275,10 @@ mod tests {
     fn unknown_keys_and_bad_values_are_named() {
         let err = parse("prot = 1", &[]).unwrap_err().to_string();
         assert!(err.contains("\"prot\"") && err.contains("port"), "{err}");
-        for (file, flag) in [("plugin_memory_mib = 0", "plugin-memory-mib"), ("plugin_deadline_secs = 0", "plugin-deadline-secs")] {
+        for (file, flag) in [
+            ("plugin_memory_mib = 0", "plugin-memory-mib"),
+            ("plugin_deadline_secs = 0", "plugin-deadline-secs"),
+        ] {
             let err = parse(file, &[]).unwrap_err().to_string();
             assert!(err.contains(flag), "{err}");
         }

@@ -5,8 +5,8 @@
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use futures::{Stream, StreamExt};
 use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::command::{ExchangeCommand, PutCommand};
@@ -21,14 +21,24 @@ const WRITE_AHEAD: usize = 4;
 impl Core {
     /// Run one upload to completion: call it from a task of its own, so that a
     /// client hanging up cannot stop the cleanup half-way.
-    pub async fn write<S>(&self, command: PutCommand, schema: SchemaRef, batches: S) -> Result<Written>
+    pub async fn write<S>(
+        &self,
+        command: PutCommand,
+        schema: SchemaRef,
+        batches: S,
+    ) -> Result<Written>
     where
         S: Stream<Item = Result<RecordBatch>> + Send + 'static,
     {
         let chain = bind_chain(&self.plugins, &command.transforms, schema).await?;
         let handle = self
             .lakehouse
-            .begin_write(&command.table, command.mode, command.target, chain.output_schema())
+            .begin_write(
+                &command.table,
+                command.mode,
+                command.target,
+                chain.output_schema(),
+            )
             .await?;
         let (handle, fed) = feed(handle, chain.apply(batches)).await?;
         if let Err(err) = fed {

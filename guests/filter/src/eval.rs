@@ -11,8 +11,8 @@ use arrow_ord::cmp;
 use arrow_select::nullif::nullif;
 use arrow_string::like;
 use floe_sdk::arrow_array::{
-    Array, ArrayRef, BooleanArray, Datum, Float64Array, Int64Array, NullArray, RecordBatch,
-    Scalar, StringArray, new_null_array,
+    Array, ArrayRef, BooleanArray, Datum, Float64Array, Int64Array, NullArray, RecordBatch, Scalar,
+    StringArray, new_null_array,
 };
 use floe_sdk::arrow_schema::{DataType, Schema, TimeUnit};
 use floe_wire::expr::ast::{
@@ -124,15 +124,21 @@ fn eval(expr: &Expr, batch: &RecordBatch) -> Outcome<Value> {
             _ => return Err(format!("{expr} is not supported by the filter plugin")),
         },
         Expr::BinaryOp { left, op, right } => match op {
-            Op::And => boolean(and_kleene(&mask(left, batch)?, &mask(right, batch)?).map_err(arrow)?),
+            Op::And => {
+                boolean(and_kleene(&mask(left, batch)?, &mask(right, batch)?).map_err(arrow)?)
+            }
             Op::Or => boolean(or_kleene(&mask(left, batch)?, &mask(right, batch)?).map_err(arrow)?),
             Op::Eq | Op::NotEq | Op::Lt | Op::LtEq | Op::Gt | Op::GtEq => {
                 boolean(compare(eval(left, batch)?, op, eval(right, batch)?, rows)?)
             }
-            Op::Plus | Op::Minus | Op::Multiply | Op::Divide | Op::Modulo => {
-                Value::Array(arithmetic(eval(left, batch)?, op, eval(right, batch)?, rows)?)
+            Op::Plus | Op::Minus | Op::Multiply | Op::Divide | Op::Modulo => Value::Array(
+                arithmetic(eval(left, batch)?, op, eval(right, batch)?, rows)?,
+            ),
+            other => {
+                return Err(format!(
+                    "operator {other} is not supported by the filter plugin"
+                ));
             }
-            other => return Err(format!("operator {other} is not supported by the filter plugin")),
         },
         Expr::IsNull(inner) => boolean(is_null(&array(eval(inner, batch)?, rows)?).map_err(arrow)?),
         Expr::IsNotNull(inner) => {
@@ -151,10 +157,19 @@ fn eval(expr: &Expr, batch: &RecordBatch) -> Outcome<Value> {
             let value = array(eval(inner, batch)?, rows)?;
             let mut any = BooleanArray::from(vec![false; rows]);
             for item in list {
-                let equal = compare(Value::Array(value.clone()), &Op::Eq, eval(item, batch)?, rows)?;
+                let equal = compare(
+                    Value::Array(value.clone()),
+                    &Op::Eq,
+                    eval(item, batch)?,
+                    rows,
+                )?;
                 any = or_kleene(&any, &equal).map_err(arrow)?;
             }
-            boolean(if *negated { not(&any).map_err(arrow)? } else { any })
+            boolean(if *negated {
+                not(&any).map_err(arrow)?
+            } else {
+                any
+            })
         }
         Expr::Between {
             expr: inner,
@@ -163,10 +178,19 @@ fn eval(expr: &Expr, batch: &RecordBatch) -> Outcome<Value> {
             high,
         } => {
             let value = array(eval(inner, batch)?, rows)?;
-            let above = compare(Value::Array(value.clone()), &Op::GtEq, eval(low, batch)?, rows)?;
+            let above = compare(
+                Value::Array(value.clone()),
+                &Op::GtEq,
+                eval(low, batch)?,
+                rows,
+            )?;
             let below = compare(Value::Array(value), &Op::LtEq, eval(high, batch)?, rows)?;
             let between = and_kleene(&above, &below).map_err(arrow)?;
-            boolean(if *negated { not(&between).map_err(arrow)? } else { between })
+            boolean(if *negated {
+                not(&between).map_err(arrow)?
+            } else {
+                between
+            })
         }
         Expr::Like {
             negated,
@@ -174,14 +198,26 @@ fn eval(expr: &Expr, batch: &RecordBatch) -> Outcome<Value> {
             expr: inner,
             pattern,
             escape_char: None,
-        } => boolean(matches(eval(inner, batch)?, eval(pattern, batch)?, *negated, false, rows)?),
+        } => boolean(matches(
+            eval(inner, batch)?,
+            eval(pattern, batch)?,
+            *negated,
+            false,
+            rows,
+        )?),
         Expr::ILike {
             negated,
             any: false,
             expr: inner,
             pattern,
             escape_char: None,
-        } => boolean(matches(eval(inner, batch)?, eval(pattern, batch)?, *negated, true, rows)?),
+        } => boolean(matches(
+            eval(inner, batch)?,
+            eval(pattern, batch)?,
+            *negated,
+            true,
+            rows,
+        )?),
         other => return Err(format!("{other} is not supported by the filter plugin")),
     })
 }
@@ -202,7 +238,9 @@ fn string(value: &SqlValue) -> Outcome<String> {
     match value {
         SqlValue::SingleQuotedString(s) => Ok(s.clone()),
         SqlValue::DollarQuotedString(s) => Ok(s.value.clone()),
-        other => Err(format!("literal {other} is not supported by the filter plugin")),
+        other => Err(format!(
+            "literal {other} is not supported by the filter plugin"
+        )),
     }
 }
 
@@ -233,7 +271,11 @@ fn arrow_type(sql: &SqlType) -> Outcome<DataType> {
         SqlType::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => {
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
         }
-        other => return Err(format!("type {other} is not supported by the filter plugin")),
+        other => {
+            return Err(format!(
+                "type {other} is not supported by the filter plugin"
+            ));
+        }
     })
 }
 
@@ -374,12 +416,22 @@ fn natural_type(value: &Value) -> DataType {
 }
 
 fn is_zero(value: &ArrayRef) -> Outcome<bool> {
-    let zero = cast(&to_array(Literal::Int(0), None, 1)?, value.data_type(), false)?;
+    let zero = cast(
+        &to_array(Literal::Int(0), None, 1)?,
+        value.data_type(),
+        false,
+    )?;
     Ok(cmp::eq(value, &Scalar::new(zero)).map_err(arrow)?.value(0))
 }
 
 /// `[NOT] LIKE` / `ILIKE` over strings.
-fn matches(value: Value, pattern: Value, negated: bool, icase: bool, rows: usize) -> Outcome<BooleanArray> {
+fn matches(
+    value: Value,
+    pattern: Value,
+    negated: bool,
+    icase: bool,
+    rows: usize,
+) -> Outcome<BooleanArray> {
     let text = |v: Value| -> Outcome<ArrayRef> {
         match v {
             Value::Literal(Literal::Str(s)) => Ok(Arc::new(StringArray::from(vec![s; rows]))),
@@ -485,35 +537,71 @@ mod tests {
 
     #[test]
     fn nulls_follow_three_valued_logic() {
-        assert_eq!(keep("v >= 500"), [Some(false), None, Some(true), Some(true)]);
+        assert_eq!(
+            keep("v >= 500"),
+            [Some(false), None, Some(true), Some(true)]
+        );
         assert_eq!(
             keep("v >= 500 OR grp = 'g3'"),
             [Some(false), Some(true), Some(true), Some(true)]
         );
-        assert_eq!(keep("NOT v >= 500"), [Some(true), None, Some(false), Some(false)]);
+        assert_eq!(
+            keep("NOT v >= 500"),
+            [Some(true), None, Some(false), Some(false)]
+        );
         assert_eq!(
             keep("grp NOT IN ('g1')"),
             [Some(false), Some(true), None, Some(true)]
         );
-        assert_eq!(keep("v IS NULL"), [Some(false), Some(true), Some(false), Some(false)]);
+        assert_eq!(
+            keep("v IS NULL"),
+            [Some(false), Some(true), Some(false), Some(false)]
+        );
     }
 
     #[test]
     fn the_wider_grammar() {
-        assert_eq!(keep("v BETWEEN 1 AND 600"), [Some(true), None, Some(true), Some(false)]);
-        assert_eq!(keep("grp LIKE 'g%'"), [Some(true), Some(true), None, Some(true)]);
-        assert_eq!(keep("grp ILIKE 'G1'"), [Some(true), Some(false), None, Some(false)]);
-        assert_eq!(keep("v * 2 - 1 > 1000 AND v % 100 = 0"), [Some(false), None, Some(true), Some(true)]);
+        assert_eq!(
+            keep("v BETWEEN 1 AND 600"),
+            [Some(true), None, Some(true), Some(false)]
+        );
+        assert_eq!(
+            keep("grp LIKE 'g%'"),
+            [Some(true), Some(true), None, Some(true)]
+        );
+        assert_eq!(
+            keep("grp ILIKE 'G1'"),
+            [Some(true), Some(false), None, Some(false)]
+        );
+        assert_eq!(
+            keep("v * 2 - 1 > 1000 AND v % 100 = 0"),
+            [Some(false), None, Some(true), Some(true)]
+        );
         assert_eq!(keep("v / 0 IS NULL"), [Some(true); 4]);
-        assert_eq!(keep("CAST(v AS VARCHAR) = '600'"), [Some(false), None, Some(true), Some(false)]);
-        assert_eq!(keep("v::DOUBLE / 4 = 0.25"), [Some(true), None, Some(false), Some(false)]);
-        assert_eq!(keep("-v < -650"), [Some(false), None, Some(false), Some(true)]);
-        assert_eq!(keep("(v > 1) IS NOT TRUE"), [Some(true), Some(true), Some(false), Some(false)]);
+        assert_eq!(
+            keep("CAST(v AS VARCHAR) = '600'"),
+            [Some(false), None, Some(true), Some(false)]
+        );
+        assert_eq!(
+            keep("v::DOUBLE / 4 = 0.25"),
+            [Some(true), None, Some(false), Some(false)]
+        );
+        assert_eq!(
+            keep("-v < -650"),
+            [Some(false), None, Some(false), Some(true)]
+        );
+        assert_eq!(
+            keep("(v > 1) IS NOT TRUE"),
+            [Some(true), Some(true), Some(false), Some(false)]
+        );
     }
 
     #[test]
     fn fractions_compare_integers_as_floats() {
-        assert_eq!(keep("v > 600.5"), [Some(false), None, Some(false), Some(true)]);
+        assert_eq!(
+            keep("v > 600.5"),
+            [Some(false), None, Some(false), Some(true)]
+        );
     }
 
     #[test]
@@ -525,6 +613,9 @@ mod tests {
         let schema = batch().schema();
         let err = columns(&parse_filter("v > 1 AND other.t.x = 1").unwrap(), &schema).unwrap_err();
         assert!(err.contains("no column \"x\""), "{err}");
-        assert_eq!(columns(&parse_filter("grp = 'a' OR V > 1").unwrap(), &schema).unwrap(), ["Grp", "v"]);
+        assert_eq!(
+            columns(&parse_filter("grp = 'a' OR V > 1").unwrap(), &schema).unwrap(),
+            ["Grp", "v"]
+        );
     }
 }

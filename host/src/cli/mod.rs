@@ -180,7 +180,10 @@ async fn doctor(args: Settings) -> anyhow::Result<()> {
         note.map(|n| format!(" ({n})")).unwrap_or_default()
     );
     println!("tables:          {}", tables.len());
-    println!("plugins:         {}", crate::plugins::Registry::new(&dir).list()?.len());
+    println!(
+        "plugins:         {}",
+        crate::plugins::Registry::new(&dir).list()?.len()
+    );
     println!("listen:          {}", args.server.listen_addr());
     println!("max message:     {} MiB", args.server.max_message_mib);
     println!("plugin deadline: {:?}", limits.deadline);

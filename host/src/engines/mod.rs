@@ -19,7 +19,9 @@ use arrow::datatypes::SchemaRef;
 
 use self::duckdb::sql::{Query, Source};
 use self::duckdb::{DuckEngine, IcebergReader, QueryStream};
-use self::iceberg::{COMPACT_AT, COMPACT_ON_DEMAND_AT, Committed, IcebergEngine, LoadedTable, local_path};
+use self::iceberg::{
+    COMPACT_AT, COMPACT_ON_DEMAND_AT, Committed, IcebergEngine, LoadedTable, local_path,
+};
 use crate::command::{TableName, Target};
 use crate::config::DuckSettings;
 use crate::error::{Context, Error, Result};

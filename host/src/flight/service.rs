@@ -89,7 +89,10 @@ impl FlightService for FloeService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let descriptor = request.into_inner();
-        let planned = self.core.plan_read(request::read_command(&descriptor)?).await?;
+        let planned = self
+            .core
+            .plan_read(request::read_command(&descriptor)?)
+            .await?;
         let info = FlightInfo::new()
             .try_with_schema(&planned.schema)
             .map_err(|err| Error::internal(format!("encoding the schema: {err}")))?
@@ -127,7 +130,10 @@ impl FlightService for FloeService {
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let command = request::ticket(&request.into_inner())?;
         let batches = self.core.read(command).await?;
-        Ok(Response::new(stream::encode(batches.schema, batches.stream)))
+        Ok(Response::new(stream::encode(
+            batches.schema,
+            batches.stream,
+        )))
     }
 
     async fn do_put(

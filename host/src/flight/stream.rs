@@ -78,7 +78,10 @@ fn upload_error(err: FlightError) -> Error {
 }
 
 /// Batches as Flight data with `schema` (sent first, even when no batch follows).
-pub fn encode<S>(schema: SchemaRef, batches: S) -> BoxStream<'static, Result<FlightData, tonic::Status>>
+pub fn encode<S>(
+    schema: SchemaRef,
+    batches: S,
+) -> BoxStream<'static, Result<FlightData, tonic::Status>>
 where
     S: Stream<Item = Result<RecordBatch>> + Send + 'static,
 {

@@ -54,7 +54,10 @@ mod tests {
         let batch =
             RecordBatch::try_new(schema.clone(), vec![Arc::new(Int32Array::from(vec![1, 2]))])
                 .unwrap();
-        assert_eq!(decode_schema(encode_schema(&schema).unwrap()).unwrap(), schema);
+        assert_eq!(
+            decode_schema(encode_schema(&schema).unwrap()).unwrap(),
+            schema
+        );
         assert_eq!(decode_batch(encode_batch(&batch).unwrap()).unwrap(), batch);
         assert!(decode_batch(encode_schema(&schema).unwrap()).is_err());
     }

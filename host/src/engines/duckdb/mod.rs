@@ -162,7 +162,9 @@ impl DuckEngine {
         self.blocking(move |engine| {
             engine
                 .connect()?
-                .query_row(sql::TABLE_EXISTS, [&name.namespace, &name.name], |r| r.get(0))
+                .query_row(sql::TABLE_EXISTS, [&name.namespace, &name.name], |r| {
+                    r.get(0)
+                })
                 .context("looking up a DuckDB table")
         })
         .await
@@ -175,13 +177,8 @@ impl DuckEngine {
 
     /// One of the engine's own statements, on a blocking thread.
     async fn execute(self: &Arc<Self>, statement: String, what: String) -> Result<()> {
-        self.blocking(move |engine| {
-            engine
-                .connect()?
-                .execute_batch(&statement)
-                .context(what)
-        })
-        .await
+        self.blocking(move |engine| engine.connect()?.execute_batch(&statement).context(what))
+            .await
     }
 
     /// `ns.name` pairs from a catalog query (names floe cannot address are skipped).

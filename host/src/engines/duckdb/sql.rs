@@ -43,7 +43,11 @@ impl Query {
     /// Only `columns` of this query's result, in that order.
     pub fn project(&self, columns: &[String]) -> Self {
         // The newline ends a trailing `--` comment of a client's query.
-        Self(format!("SELECT {} FROM (\n{}\n)", column_list(columns), self.0))
+        Self(format!(
+            "SELECT {} FROM (\n{}\n)",
+            column_list(columns),
+            self.0
+        ))
     }
 
     /// Every row of a table.
@@ -127,7 +131,11 @@ fn column_list(columns: &[String]) -> String {
 
 /// A table's name: both parts quoted.
 fn table(name: &TableName) -> String {
-    format!("{}.{}", quote_ident(&name.namespace), quote_ident(&name.name))
+    format!(
+        "{}.{}",
+        quote_ident(&name.namespace),
+        quote_ident(&name.name)
+    )
 }
 
 // Statements the engine runs on its own behalf.
@@ -296,7 +304,12 @@ mod tests {
         );
         let filter = floe_wire::expr::parse_filter("a > 1 AND b = ')'").unwrap();
         let columns = ["a".to_string(), "b c".to_string()];
-        let query = Query::table_read(&Source::table(&name), Some(&columns), Some(&filter), Some(10));
+        let query = Query::table_read(
+            &Source::table(&name),
+            Some(&columns),
+            Some(&filter),
+            Some(10),
+        );
         assert_eq!(
             query.text(),
             "SELECT \"a\", \"b c\" FROM \"default\".\"events\" WHERE (a > 1 AND b = ')') LIMIT 10"

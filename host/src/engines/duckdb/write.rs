@@ -39,7 +39,11 @@ impl DuckEngine {
             conn.execute_batch(sql::BEGIN)
                 .context("starting a DuckDB transaction")?;
             let result = write_all(&conn, &name, mode, &upload, &mut rx);
-            let end = if result.is_ok() { sql::COMMIT } else { sql::ROLLBACK };
+            let end = if result.is_ok() {
+                sql::COMMIT
+            } else {
+                sql::ROLLBACK
+            };
             let ended = conn
                 .execute_batch(end)
                 .with_context(|| format!("{end} of the write to {name}"));
@@ -90,7 +94,9 @@ fn write_all(
     rx: &mut mpsc::Receiver<Message>,
 ) -> Result<u64> {
     let exists: bool = conn
-        .query_row(sql::TABLE_EXISTS, [&name.namespace, &name.name], |r| r.get(0))
+        .query_row(sql::TABLE_EXISTS, [&name.namespace, &name.name], |r| {
+            r.get(0)
+        })
         .context("looking up the table")?;
     match (exists, mode) {
         (true, WriteMode::Create | WriteMode::ErrorIfExists) => {
