@@ -198,26 +198,18 @@ fn eval(expr: &Expr, batch: &RecordBatch) -> Outcome<Value> {
             expr: inner,
             pattern,
             escape_char: None,
-        } => boolean(matches(
-            eval(inner, batch)?,
-            eval(pattern, batch)?,
-            *negated,
-            false,
-            rows,
-        )?),
-        Expr::ILike {
+        }
+        | Expr::ILike {
             negated,
             any: false,
             expr: inner,
             pattern,
             escape_char: None,
-        } => boolean(matches(
-            eval(inner, batch)?,
-            eval(pattern, batch)?,
-            *negated,
-            true,
-            rows,
-        )?),
+        } => {
+            let icase = matches!(expr, Expr::ILike { .. });
+            let (value, pattern) = (eval(inner, batch)?, eval(pattern, batch)?);
+            boolean(matches(value, pattern, *negated, icase, rows)?)
+        }
         other => return Err(format!("{other} is not supported by the filter plugin")),
     })
 }
