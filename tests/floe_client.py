@@ -91,7 +91,10 @@ class Client:
         self.flight = flight.FlightClient(location)
 
     def put(self, command: dict | list, data: pa.Table | pa.RecordBatchReader, max_chunksize: int | None = None) -> dict:
-        """Upload `data` with DoPut; returns the PutResult's JSON."""
+        """Upload `data` with DoPut; returns the PutResult's JSON. A table's row
+        count goes with it (expect_rows): the host commits nothing if fewer arrive."""
+        if isinstance(command, dict) and isinstance(data, pa.Table) and "expect_batches" not in command:
+            command = {"expect_rows": data.num_rows, **command}
         descriptor = (
             flight.FlightDescriptor.for_path(*command)
             if isinstance(command, list)

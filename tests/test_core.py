@@ -371,7 +371,7 @@ def test_clean_shutdown_and_startup_log(tmp_path):
     log = host.log()
     assert f"127.0.0.1:{host.port}" in log and "listening" in log
     assert "Iceberg tables are read by DuckDB via its iceberg extension" in log
-    assert "SIGTERM: shutting down" in log and "floe host stopped" in log
+    assert "SIGTERM: draining" in log and "floe host stopped" in log
     with Host(tmp_path / "warehouse") as again:  # a restarted host serves the same tables
         assert Client(again.location).rows("s.t") == 10
 

@@ -89,6 +89,9 @@ class Plugin(BasePlugin):
         if location is None or location.format != "parquet":
             raise FloeError(f"floe: model {relation.identifier}: use format 'parquet' (the default) with plugin floe")
         source = pq.ParquetFile(location.path)
+        # The host commits only if exactly this many rows arrive: an upload cut
+        # short (a client stopped mid-way) commits nothing.
+        command["expect_rows"] = source.metadata.num_rows
         try:
             writer, reader = self.client().do_put(descriptor(command), source.schema_arrow, self.options)
             for batch in source.iter_batches(batch_size=65_536):

@@ -11,7 +11,14 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, clip, quote};
+
+/// The longest namespace or table name, in bytes.
+pub const MAX_NAME_PART: usize = 128;
+/// The largest JSON command a client may send.
+pub const MAX_COMMAND_BYTES: usize = 1 << 20;
+/// The most columns or transforms one command may list.
+pub const MAX_LIST_ITEMS: usize = 10_000;
 
 /// The namespace of a table named without one.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -39,7 +46,8 @@ impl TableName {
             [name] => Self::new(DEFAULT_NAMESPACE, name),
             [namespace, name] => Self::new(namespace, name),
             _ => Err(Error::invalid(format!(
-                "table name {text:?} must be \"name\" or \"namespace.name\""
+                "table name {} must be \"name\" or \"namespace.name\"",
+                quote(text)
             ))),
         }
     }
@@ -80,12 +88,13 @@ fn check_identifier(part: &str) -> Result<()> {
     let mut chars = part.chars();
     let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && part.len() <= 128;
+        && part.len() <= MAX_NAME_PART;
     if valid {
         Ok(())
     } else {
         Err(Error::invalid(format!(
-            "invalid name part {part:?}: use letters, digits and _ (not starting with a digit)"
+            "invalid name part {}: use letters, digits and _ (not starting with a digit), at most {MAX_NAME_PART} bytes",
+            quote(part)
         )))
     }
 }
@@ -135,6 +144,13 @@ pub struct PutCommand {
     /// Applied to the upload before it is written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transforms: Vec<Transform>,
+    /// How many rows the client means to send: a stream that ends with another
+    /// count (a client that closed early) commits nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_rows: Option<u64>,
+    /// The same, counted in record batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_batches: Option<u64>,
 }
 
 /// DoExchange's descriptor command: the chain the client's stream goes through.
@@ -206,9 +222,13 @@ impl ReadCommand {
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
         let object = json_object(bytes, "read command")?;
         if object.contains_key("sql") {
-            Ok(ReadCommand::Sql(from_value(object, "SQL read")?))
+            let read: SqlRead = from_value(object, "SQL read")?;
+            check_length("transforms", read.transforms.len())?;
+            Ok(ReadCommand::Sql(read))
         } else if object.contains_key("table") {
             let read: TableRead = from_value(object, "table read")?;
+            check_length("transforms", read.transforms.len())?;
+            check_length("columns", read.columns.as_ref().map_or(0, Vec::len))?;
             if read.snapshot_id.is_some() && read.as_of.is_some() {
                 return Err(Error::invalid(
                     "give either \"snapshot_id\" or \"as_of\", not both",
@@ -237,7 +257,14 @@ impl ReadCommand {
 
 impl PutCommand {
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        from_value(json_object(bytes, "put command")?, "put command")
+        let command: Self = from_value(json_object(bytes, "put command")?, "put command")?;
+        check_length("transforms", command.transforms.len())?;
+        if command.expect_rows.is_some() && command.expect_batches.is_some() {
+            return Err(Error::invalid(
+                "give either \"expect_rows\" or \"expect_batches\", not both",
+            ));
+        }
+        Ok(command)
     }
 
     /// The descriptor PATH form `["ns", "name"]`: append to Iceberg.
@@ -247,8 +274,28 @@ impl PutCommand {
             mode: WriteMode::Append,
             target: Target::Iceberg,
             transforms: Vec::new(),
+            expect_rows: None,
+            expect_batches: None,
         })
     }
+}
+
+impl ExchangeCommand {
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let command: Self = parse(bytes, "exchange command")?;
+        check_length("transforms", command.transforms.len())?;
+        Ok(command)
+    }
+}
+
+/// A list in a command is refused past [`MAX_LIST_ITEMS`], before any work.
+fn check_length(what: &str, len: usize) -> Result<()> {
+    if len > MAX_LIST_ITEMS {
+        return Err(Error::invalid(format!(
+            "\"{what}\" lists {len} items; a command may list at most {MAX_LIST_ITEMS}"
+        )));
+    }
+    Ok(())
 }
 
 /// Parse an action body or command into `T`, naming the command in errors.
@@ -257,12 +304,19 @@ pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result
 }
 
 fn json_object(bytes: &[u8], what: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    if bytes.len() > MAX_COMMAND_BYTES {
+        return Err(Error::invalid(format!(
+            "{what} is {} bytes; commands are at most {MAX_COMMAND_BYTES} bytes",
+            bytes.len()
+        )));
+    }
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|err| Error::invalid(format!("malformed JSON in {what}: {err}")))?;
     match value {
         serde_json::Value::Object(map) => Ok(map),
         other => Err(Error::invalid(format!(
-            "{what} must be a JSON object, got {other}"
+            "{what} must be a JSON object, got {}",
+            quote(&other.to_string())
         ))),
     }
 }
@@ -271,8 +325,9 @@ fn from_value<T: serde::de::DeserializeOwned>(
     object: serde_json::Map<String, serde_json::Value>,
     what: &str,
 ) -> Result<T> {
+    // serde names the offending field or value: keep what it quotes short.
     serde_json::from_value(serde_json::Value::Object(object))
-        .map_err(|err| Error::invalid(format!("invalid {what}: {err}")))
+        .map_err(|err| Error::invalid(format!("invalid {what}: {}", clip(&err.to_string()))))
 }
 
 #[cfg(test)]

@@ -70,6 +70,98 @@ pub struct DuckSettings {
         default_value_t
     )]
     pub iceberg_reader: ReaderChoice,
+    /// DuckDB's memory limit: a share of the machine's RAM ("50%") or a size
+    /// ("4GiB", "512MB"). Past it, DuckDB spills to `duckdb.tmp` in the warehouse.
+    #[arg(long, value_name = "SIZE", env = "FLOE_DUCKDB_MEMORY_LIMIT", default_value = "50%",
+          value_parser = MemoryLimit::parse)]
+    pub duckdb_memory_limit: MemoryLimit,
+    /// The threads DuckDB runs a query on [default: the machine's cores].
+    #[arg(long, value_name = "N", env = "FLOE_DUCKDB_THREADS",
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub duckdb_threads: Option<u64>,
+}
+
+impl DuckSettings {
+    pub fn threads(&self) -> u64 {
+        self.duckdb_threads.unwrap_or_else(|| cores() as u64)
+    }
+}
+
+/// The machine's cores (1 when unknown).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A memory size, absolute or as a share of the machine's RAM.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MemoryLimit {
+    Bytes(u64),
+    Percent(f64),
+}
+
+impl MemoryLimit {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if let Some(percent) = text.strip_suffix('%') {
+            return match percent.trim().parse::<f64>() {
+                Ok(p) if p > 0.0 && p <= 100.0 => Ok(Self::Percent(p)),
+                _ => Err(format!(
+                    "{text:?} is not a share of RAM between 0% and 100%"
+                )),
+            };
+        }
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            "kib" => 1 << 10,
+            "mib" => 1 << 20,
+            "gib" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "unknown unit {other:?}: use B, KB, MB, GB, KiB, MiB, GiB or %"
+                ));
+            }
+        };
+        match number.parse::<f64>() {
+            Ok(n) if n >= 1.0 => Ok(Self::Bytes((n * scale as f64) as u64)),
+            _ => Err(format!("{text:?} is not a memory size such as 4GiB or 50%")),
+        }
+    }
+
+    /// The limit in bytes on this machine.
+    pub fn bytes(self) -> u64 {
+        match self {
+            Self::Bytes(bytes) => bytes,
+            Self::Percent(p) => (physical_memory() as f64 * p / 100.0) as u64,
+        }
+    }
+}
+
+impl std::fmt::Display for MemoryLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = self.bytes() >> 20;
+        match self {
+            Self::Bytes(_) => write!(f, "{mib} MiB"),
+            Self::Percent(p) => write!(f, "{mib} MiB ({p}% of RAM)"),
+        }
+    }
+}
+
+fn physical_memory() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    (pages.max(0) as u64) * (page.max(0) as u64)
 }
 
 const DEFAULT_DEADLINE_SECS: f64 = 10.0;
@@ -140,6 +232,20 @@ pub struct ServerSettings {
     #[arg(long, value_name = "MIB", env = "FLOE_MAX_MESSAGE_MIB", default_value_t = 256,
           value_parser = clap::value_parser!(u64).range(1..=2048))]
     pub max_message_mib: u64,
+    /// On SIGTERM, how long running requests may finish before they are cancelled,
+    /// in seconds. A second SIGTERM (or SIGINT) exits at once.
+    #[arg(long, value_name = "SECS", env = "FLOE_SHUTDOWN_GRACE", default_value_t = 30.0,
+          value_parser = seconds)]
+    pub shutdown_grace: f64,
+    /// A connection that sends nothing for this long is closed, in seconds (the host
+    /// pings clients at a third of it, and live clients answer).
+    #[arg(long, value_name = "SECS", env = "FLOE_IDLE_CONNECTION_TIMEOUT", default_value_t = 60.0,
+          value_parser = seconds)]
+    pub idle_connection_timeout: f64,
+    /// Concurrent requests (HTTP/2 streams) one connection may have open.
+    #[arg(long, value_name = "N", env = "FLOE_MAX_STREAMS_PER_CONNECTION", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_connection: u32,
 }
 
 impl ServerSettings {
@@ -149,6 +255,86 @@ impl ServerSettings {
 
     pub fn max_message_bytes(&self) -> usize {
         (self.max_message_mib as usize) << 20
+    }
+
+    pub fn idle_connection_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.idle_connection_timeout)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs_f64(self.shutdown_grace)
+    }
+}
+
+/// What one request, and all of them together, may use.
+#[derive(Debug, Clone, Args)]
+pub struct RequestLimits {
+    /// The longest a request may run, in seconds; a client's shorter gRPC deadline
+    /// wins. Past it the request's query and plugins are stopped (DeadlineExceeded).
+    #[arg(long, value_name = "SECS", env = "FLOE_REQUEST_TIMEOUT", default_value_t = 900.0,
+          value_parser = seconds)]
+    pub request_timeout: f64,
+    /// Queries DuckDB runs at once; more wait up to --queue-timeout, then are
+    /// refused (ResourceExhausted).
+    #[arg(long, value_name = "N", env = "FLOE_MAX_CONCURRENT_QUERIES", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_concurrent_queries: u32,
+    /// Requests running WASM plugins at once [default: half the cores, at least 1];
+    /// more wait up to --queue-timeout, then are refused (ResourceExhausted).
+    #[arg(long, value_name = "N", env = "FLOE_MAX_CONCURRENT_PLUGINS",
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_concurrent_plugins: Option<u32>,
+    /// How long a request waits for a query or plugin slot, in seconds.
+    #[arg(long, value_name = "SECS", env = "FLOE_QUEUE_TIMEOUT", default_value_t = 5.0,
+          value_parser = seconds)]
+    pub queue_timeout: f64,
+    /// An upload that sends nothing for this long is aborted (nothing committed),
+    /// in seconds.
+    #[arg(long, value_name = "SECS", env = "FLOE_IDLE_UPLOAD_TIMEOUT", default_value_t = 300.0,
+          value_parser = seconds)]
+    pub idle_upload_timeout: f64,
+}
+
+impl RequestLimits {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.request_timeout)
+    }
+
+    pub fn queue_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.queue_timeout)
+    }
+
+    pub fn idle_upload_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.idle_upload_timeout)
+    }
+
+    pub fn max_concurrent_plugins(&self) -> u32 {
+        self.max_concurrent_plugins
+            .unwrap_or_else(|| (cores() / 2).max(1) as u32)
+    }
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            request_timeout: 900.0,
+            max_concurrent_queries: 16,
+            max_concurrent_plugins: None,
+            queue_timeout: 5.0,
+            idle_upload_timeout: 300.0,
+        }
+    }
+}
+
+/// A positive number of seconds, at most a day.
+fn seconds(text: &str) -> Result<f64, String> {
+    let secs: f64 = text.parse().map_err(|err| format!("{err}"))?;
+    if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
+        Ok(secs)
+    } else {
+        Err(format!(
+            "must be more than 0 and at most 86400 seconds, not {secs}"
+        ))
     }
 }
 
@@ -163,6 +349,8 @@ pub struct Settings {
     pub sandbox: SandboxSettings,
     #[command(flatten)]
     pub server: ServerSettings,
+    #[command(flatten)]
+    pub limits: RequestLimits,
 }
 
 /// The `--config` file a parse named, in whichever subcommand.

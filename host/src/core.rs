@@ -5,11 +5,15 @@
 //! past them into the engines or the plugin runtime.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::command::{TableName, Target};
+use arrow::datatypes::SchemaRef;
+
+use crate::command::{TableName, Target, Transform};
 use crate::engines::Lakehouse;
 use crate::error::Result;
-use crate::plugins::Plugins;
+use crate::limits::{Limits, Scope};
+use crate::plugins::{Chain, Plugins};
 
 // What the core's answers are made of, for front-ends.
 pub use crate::engines::duckdb::IcebergReader;
@@ -19,11 +23,42 @@ pub use crate::plugins::Entry;
 pub struct Core {
     pub(crate) lakehouse: Arc<Lakehouse>,
     pub(crate) plugins: Arc<Plugins>,
+    pub(crate) limits: Limits,
 }
 
 impl Core {
-    pub fn new(lakehouse: Arc<Lakehouse>, plugins: Arc<Plugins>) -> Self {
-        Self { lakehouse, plugins }
+    pub fn new(lakehouse: Arc<Lakehouse>, plugins: Arc<Plugins>, limits: Limits) -> Self {
+        Self {
+            lakehouse,
+            plugins,
+            limits,
+        }
+    }
+
+    /// The scope of a new request; `client_timeout` is the deadline its client set.
+    pub fn scope(&self, client_timeout: Option<Duration>) -> Scope {
+        self.limits.scope(client_timeout)
+    }
+
+    /// Stop every running request: the end of a shutdown's grace period.
+    pub fn cancel_all(&self) {
+        self.limits.cancel_all();
+    }
+
+    /// `transforms` bound to `input`; a chain of plugins holds one of the host's
+    /// plugin slots for as long as it lives.
+    pub(crate) async fn bind_chain(
+        &self,
+        transforms: &[Transform],
+        input: SchemaRef,
+    ) -> Result<Chain> {
+        if transforms.is_empty() {
+            return Ok(Chain::empty(input));
+        }
+        let slot = self.limits.plugin_slot().await?;
+        let mut chain = crate::plugins::bind_chain(&self.plugins, transforms, input).await?;
+        chain.hold(slot);
+        Ok(chain)
     }
 
     pub fn iceberg_reader(&self) -> IcebergReader {

@@ -75,6 +75,34 @@ impl Error {
     }
 }
 
+/// How much of a client's input an error message quotes.
+const QUOTED_CHARS: usize = 200;
+/// The longest message a status carries: gRPC clients refuse large metadata.
+const MESSAGE_CHARS: usize = 2_000;
+
+/// `text` quoted for an error message, cut to its first 200 characters.
+pub fn quote(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_CHARS) {
+        None => format!("{text:?}"),
+        Some((end, _)) => format!("{:?}… ({} bytes)", &text[..end], text.len()),
+    }
+}
+
+/// Text from a client (or a parser quoting it), cut to a few hundred characters.
+pub fn clip(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_CHARS + 100) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}…", &text[..end]),
+    }
+}
+
+fn cut(message: String) -> String {
+    match message.char_indices().nth(MESSAGE_CHARS) {
+        None => message,
+        Some((end, _)) => format!("{}… (cut)", &message[..end]),
+    }
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         let code = err.code();
@@ -83,7 +111,7 @@ impl From<Error> for Status {
         } else {
             tracing::debug!(error = %err, ?code, "request refused");
         }
-        Status::new(code, err.to_string())
+        Status::new(code, cut(err.to_string()))
     }
 }
 
@@ -136,6 +164,8 @@ impl From<Status> for Error {
         match status.code() {
             Code::Cancelled => Error::Cancelled(status.message().to_string()),
             Code::InvalidArgument => Error::InvalidArgument(status.message().to_string()),
+            Code::DeadlineExceeded => Error::DeadlineExceeded(status.message().to_string()),
+            Code::ResourceExhausted => Error::ResourceExhausted(status.message().to_string()),
             _ => Error::Internal(format!("{}: {}", status.code(), status.message())),
         }
     }

@@ -10,6 +10,8 @@
 //!   (Iceberg tables in a SQL catalog, DuckDB for reads and native tables; all SQL
 //!   text in `engines::duckdb::sql`);
 //! - [`plugins`]: WASM transform plugins (registry, wasmtime runtime, sandbox, chains);
+//! - [`limits`]: every request's deadline and the bounded pools of query and plugin
+//!   slots;
 //! - [`command`]: the JSON commands clients send; [`config`]: every setting, declared
 //!   once; [`error`]; [`blocking`];
 //! - [`cli`]: the `host` binary's edge.
@@ -22,6 +24,7 @@ pub mod core;
 pub mod engines;
 pub mod error;
 pub mod flight;
+pub mod limits;
 pub mod plugins;
 pub mod read;
 pub mod write;

@@ -9,16 +9,15 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use futures::StreamExt;
 use futures::stream::BoxStream;
-use tokio_stream::wrappers::ReceiverStream;
 
 use crate::command::ReadCommand;
 use crate::core::Core;
 use crate::engines::ReadPlan;
 use crate::engines::duckdb::sql::Query;
 use crate::error::{Error, Result};
-use crate::plugins::{Chain, bind_chain};
+use crate::limits::{Scope, holding};
+use crate::plugins::Chain;
 
 /// A read, planned: what it will return, and the ticket that runs it.
 pub struct PlannedRead {
@@ -33,32 +32,48 @@ pub struct Batches {
 }
 
 impl Core {
-    pub async fn plan_read(&self, command: ReadCommand) -> Result<PlannedRead> {
-        let plan = self.lakehouse.plan_read(command).await?;
-        let ticket = plan.ticket.clone();
-        let (_, chain) = self.bind(plan).await?;
-        Ok(PlannedRead {
-            schema: chain.output_schema(),
-            ticket,
+    pub async fn plan_read(&self, command: ReadCommand, scope: &Scope) -> Result<PlannedRead> {
+        scope
+            .run("planning the read", async {
+                let plan = self.lakehouse.plan_read(command).await?;
+                let ticket = plan.ticket.clone();
+                let (_, chain) = self.bind(plan).await?;
+                Ok(PlannedRead {
+                    schema: chain.output_schema(),
+                    ticket,
+                })
+            })
+            .await
+    }
+
+    /// The read, running within `scope`: past its deadline the query and its
+    /// plugins are stopped and the stream ends in an error.
+    pub async fn read(&self, command: ReadCommand, scope: Scope) -> Result<Batches> {
+        let batches = scope.run("the read", self.start_read(command)).await?;
+        Ok(Batches {
+            schema: batches.schema,
+            stream: scope.stream("the read", batches.stream),
         })
     }
 
-    pub async fn read(&self, command: ReadCommand) -> Result<Batches> {
+    async fn start_read(&self, command: ReadCommand) -> Result<Batches> {
         let plan = self.lakehouse.plan_read(command).await?;
         if plan.ticket.transforms().is_empty() {
             tracing::debug!(query = %plan.query, "read");
+            let slot = self.limits.query_slot().await?;
             let query = self.lakehouse.run(plan.query).await?;
             return Ok(Batches {
-                schema: query.schema,
-                stream: ReceiverStream::new(query.batches).boxed(),
+                schema: query.schema.clone(),
+                stream: holding(query.into_stream(), slot),
             });
         }
         let (query, chain) = self.bind(plan).await?;
         tracing::debug!(%query, "read");
+        let slot = self.limits.query_slot().await?;
         let result = self.lakehouse.run(query).await?;
         Ok(Batches {
             schema: chain.output_schema(),
-            stream: chain.apply(ReceiverStream::new(result.batches)),
+            stream: holding(chain.apply(result.into_stream()), slot),
         })
     }
 
@@ -67,7 +82,9 @@ impl Core {
     /// and the chain is told (not bound again).
     async fn bind(&self, plan: ReadPlan) -> Result<(Query, Chain)> {
         let schema = self.lakehouse.schema_of(&plan.query).await?;
-        let mut chain = bind_chain(&self.plugins, plan.ticket.transforms(), schema.clone()).await?;
+        let mut chain = self
+            .bind_chain(plan.ticket.transforms(), schema.clone())
+            .await?;
         let Some(columns) = chain.input_columns() else {
             return Ok((plan.query, chain));
         };

@@ -13,7 +13,7 @@ use crate::command::{ExchangeCommand, PutCommand};
 use crate::core::Core;
 use crate::engines::{WriteHandle, Written};
 use crate::error::{Error, Result};
-use crate::plugins::bind_chain;
+use crate::limits::Scope;
 
 /// Batches received but not yet written, per upload.
 const WRITE_AHEAD: usize = 4;
@@ -21,16 +21,29 @@ const WRITE_AHEAD: usize = 4;
 impl Core {
     /// Run one upload to completion: call it from a task of its own, so that a
     /// client hanging up cannot stop the cleanup half-way.
+    /// The stream is bounded by `scope` (its deadline, the idle-upload timeout and
+    /// the host's shutdown) and checked against the count the client announced.
     pub async fn write<S>(
         &self,
         command: PutCommand,
         schema: SchemaRef,
         batches: S,
+        scope: Scope,
     ) -> Result<Written>
     where
         S: Stream<Item = Result<RecordBatch>> + Send + 'static,
     {
-        let chain = bind_chain(&self.plugins, &command.transforms, schema).await?;
+        check_columns(&schema)?;
+        let batches =
+            scope
+                .clone()
+                .upload(expect(batches, command.expect_rows, command.expect_batches));
+        let chain = scope
+            .run(
+                "binding the upload's plugins",
+                self.bind_chain(&command.transforms, schema),
+            )
+            .await?;
         let handle = self
             .lakehouse
             .begin_write(
@@ -57,15 +70,87 @@ impl Core {
         command: ExchangeCommand,
         schema: SchemaRef,
         batches: S,
+        scope: Scope,
     ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)>
     where
         S: Stream<Item = Result<RecordBatch>> + Send + 'static,
     {
-        let chain = bind_chain(&self.plugins, &command.transforms, schema).await?;
-        Ok((chain.output_schema(), chain.apply(batches)))
+        check_columns(&schema)?;
+        let chain = scope
+            .run(
+                "binding the exchange's plugins",
+                self.bind_chain(&command.transforms, schema),
+            )
+            .await?;
+        let schema = chain.output_schema();
+        let output = chain.apply(scope.clone().upload(batches));
+        Ok((schema, scope.stream("the exchange", output)))
     }
 }
 
+/// A table needs a column: Arrow allows a schema without any, SQL does not.
+fn check_columns(schema: &SchemaRef) -> Result<()> {
+    if schema.fields().is_empty() {
+        return Err(Error::invalid("the stream's schema has no columns"));
+    }
+    Ok(())
+}
+
+/// The client's batches, ending in an error when the stream does not hold exactly
+/// the rows (or batches) the client announced: a client that closed early, or sent
+/// more, commits nothing.
+fn expect<S>(
+    batches: S,
+    rows: Option<u64>,
+    count: Option<u64>,
+) -> impl Stream<Item = Result<RecordBatch>> + Send + 'static
+where
+    S: Stream<Item = Result<RecordBatch>> + Send + 'static,
+{
+    let (wanted, unit) = match (rows, count) {
+        (Some(rows), _) => (Some(rows), "rows"),
+        (None, Some(count)) => (Some(count), "batches"),
+        (None, None) => (None, "rows"),
+    };
+    let size = move |batch: &RecordBatch| match unit {
+        "rows" => batch.num_rows() as u64,
+        _ => 1,
+    };
+    let wrong = move |seen: u64, wanted: u64| {
+        let what = if seen < wanted {
+            "ended after"
+        } else {
+            "sent at least"
+        };
+        Error::invalid(format!(
+            "the upload announced {wanted} {unit} (expect_{unit}) but {what} {seen}; \
+             nothing was committed"
+        ))
+    };
+    let start = (Box::pin(batches), 0u64, false);
+    futures::stream::unfold(start, move |(mut batches, seen, done)| async move {
+        if done {
+            return None;
+        }
+        let item = match batches.next().await {
+            Some(Ok(batch)) => {
+                let seen = seen + size(&batch);
+                return match wanted {
+                    Some(wanted) if seen > wanted => {
+                        Some((Err(wrong(seen, wanted)), (batches, seen, true)))
+                    }
+                    _ => Some((Ok(batch), (batches, seen, false))),
+                };
+            }
+            Some(Err(err)) => Err(err),
+            None => match wanted {
+                Some(wanted) if seen != wanted => Err(wrong(seen, wanted)),
+                _ => return None,
+            },
+        };
+        Some((item, (batches, seen, true)))
+    })
+}
 /// Every batch into the handle, until the stream ends or fails. The handle writes on
 /// its own task, a few batches behind, so receiving and decoding the upload overlap
 /// with encoding it. Gives the handle back (to commit or abort) with the outcome.

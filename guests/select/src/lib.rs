@@ -62,6 +62,11 @@ impl Plugin for Select {
             let dropped = matches(pattern, &names)?;
             indices.retain(|i| !dropped.contains(i));
         }
+        if indices.is_empty() {
+            return Err(Error::InvalidArgs(
+                "the selection keeps no columns: name at least one".into(),
+            ));
+        }
         for old in args.rename.keys() {
             if !indices.iter().any(|&i| names[i] == old) {
                 return Err(Error::UnsupportedSchema(format!(

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -9,6 +10,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use crate::config::{self, DuckSettings, SandboxSettings, Settings, Warehouse};
 use crate::core::Core;
 use crate::engines::Lakehouse;
+use crate::limits::Limits;
 use crate::plugins::Plugins;
 
 mod plugins;
@@ -115,14 +117,17 @@ pub fn run() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Doctor(args) => doctor(args).await,
             Command::Tables(TablesCommand::List(args)) => list_tables(args).await,
             Command::Plugins(command) => plugins::run(command),
         }
-    })
+    });
+    // An interrupted query may take a moment to notice: do not wait on it forever.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    outcome
 }
 
 async fn open(warehouse: &Warehouse, duck: &DuckSettings) -> anyhow::Result<Lakehouse> {
@@ -134,6 +139,16 @@ async fn open(warehouse: &Warehouse, duck: &DuckSettings) -> anyhow::Result<Lake
 
 async fn serve(args: Settings) -> anyhow::Result<()> {
     let lakehouse = open(&args.warehouse, &args.duck).await?;
+    let recovered = lakehouse
+        .recover_writes()
+        .await
+        .context("cleaning up after writes a crash interrupted")?;
+    if recovered > 0 {
+        tracing::info!(
+            writes = recovered,
+            "cleaned up after writes a crash interrupted"
+        );
+    }
     let plugins = Plugins::open(&args.warehouse.dir()?, args.sandbox.limits())
         .context("starting the WASM plugin runtime")?;
     let (reader, note) = lakehouse.iceberg_reader();
@@ -151,17 +166,52 @@ async fn serve(args: Settings) -> anyhow::Result<()> {
         memory_mib = limits.memory_bytes >> 20,
         "WASM plugins sandboxed"
     );
-    let core = Arc::new(Core::new(Arc::new(lakehouse), Arc::new(plugins)));
-    crate::flight::serve(&args.server, core, shutdown_signal()).await
+    tracing::info!(
+        request_timeout = ?args.limits.request_timeout(),
+        max_concurrent_queries = args.limits.max_concurrent_queries,
+        max_concurrent_plugins = args.limits.max_concurrent_plugins(),
+        duckdb_memory_limit = %args.duck.duckdb_memory_limit,
+        duckdb_threads = args.duck.threads(),
+        "limits"
+    );
+    let limits = Limits::new(args.limits.clone());
+    let core = Arc::new(Core::new(Arc::new(lakehouse), Arc::new(plugins), limits));
+    let stopping = shutdown(core.clone(), args.server.shutdown_grace())?;
+    crate::flight::serve(&args.server, core, stopping).await
 }
 
-async fn shutdown_signal() {
+/// Resolves at the first SIGTERM or SIGINT, so the server stops accepting and
+/// waits for running requests. They get `grace` to finish; then they are
+/// cancelled (queries interrupted, uploads aborted) and the host exits two seconds
+/// later at most. A second signal exits at once.
+fn shutdown(
+    core: Arc<Core>,
+    grace: Duration,
+) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-    }
+    let mut term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!(?grace, "SIGTERM: draining"),
+            _ = int.recv() => tracing::info!(?grace, "SIGINT: draining"),
+        }
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(grace) => {
+                    tracing::warn!("grace period over: cancelling the requests still running");
+                    core.cancel_all();
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    tracing::warn!("requests did not end: exiting");
+                    std::process::exit(1);
+                }
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(1);
+        });
+    })
 }
 
 async fn doctor(args: Settings) -> anyhow::Result<()> {
@@ -188,6 +238,18 @@ async fn doctor(args: Settings) -> anyhow::Result<()> {
     println!("max message:     {} MiB", args.server.max_message_mib);
     println!("plugin deadline: {:?}", limits.deadline);
     println!("plugin memory:   {} MiB", limits.memory_bytes >> 20);
+    let server = &args.server;
+    let requests = &args.limits;
+    println!("duckdb memory:   {}", args.duck.duckdb_memory_limit);
+    println!("duckdb threads:  {}", args.duck.threads());
+    println!("request timeout: {:?}", requests.request_timeout());
+    println!("max queries:     {}", requests.max_concurrent_queries);
+    println!("max plugins:     {}", requests.max_concurrent_plugins());
+    println!("queue timeout:   {:?}", requests.queue_timeout());
+    println!("idle upload:     {:?}", requests.idle_upload_timeout());
+    println!("idle connection: {:?}", server.idle_connection_timeout());
+    println!("streams per conn:{:>2}", server.max_streams_per_connection);
+    println!("shutdown grace:  {:?}", server.shutdown_grace());
     Ok(())
 }
 

@@ -101,6 +101,12 @@ impl Lakehouse {
         Ok(lakehouse)
     }
 
+    /// Delete what writes cut short by a crash left behind: call once, at start,
+    /// before serving. The number of writes recovered.
+    pub async fn recover_writes(&self) -> Result<usize> {
+        self.iceberg.recover_writes().await
+    }
+
     /// How DuckDB reads Iceberg tables, and why, when it is not the extension.
     pub fn iceberg_reader(&self) -> (IcebergReader, Option<&str>) {
         (self.duck.reader, self.duck.reader_note.as_deref())
@@ -111,6 +117,7 @@ impl Lakehouse {
         vec![
             ("catalog", catalog_path(&self.warehouse)),
             ("duckdb", duckdb::database_path(&self.warehouse)),
+            ("duckdb spill", duckdb::spill_path(&self.warehouse)),
         ]
     }
 

@@ -6,8 +6,9 @@ use super::request::ActionRequest;
 use super::schema_json;
 use crate::core::{Core, TableInfo};
 use crate::error::Result;
+use crate::limits::Scope;
 
-pub async fn run(core: &Core, request: ActionRequest) -> Result<Value> {
+pub async fn run(core: &Core, request: ActionRequest, scope: Scope) -> Result<Value> {
     Ok(match request {
         ActionRequest::Healthcheck => json!({
             "status": "ok",
@@ -18,7 +19,7 @@ pub async fn run(core: &Core, request: ActionRequest) -> Result<Value> {
             Value::Array(core.list_tables().await?.iter().map(table_json).collect())
         }
         ActionRequest::GetSchema(command) => {
-            let planned = core.plan_read(command).await?;
+            let planned = core.plan_read(command, &scope).await?;
             json!({ "schema": schema_json::to_json(&planned.schema) })
         }
         ActionRequest::DropTable(table) => {

@@ -4,6 +4,7 @@
 //! turns Flight data into record batches and back; `actions` answers actions.
 
 mod actions;
+mod connection;
 mod request;
 mod schema_json;
 mod service;
@@ -13,7 +14,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
+use futures::TryStreamExt;
 use tonic::transport::server::TcpIncoming;
+
+use self::connection::IdleTimeout;
 
 pub use service::FloeService;
 
@@ -36,8 +40,14 @@ pub async fn serve(
         .max_decoding_message_size(settings.max_message_bytes())
         .max_encoding_message_size(settings.max_message_bytes());
     // Without TCP_NODELAY, small replies wait on the client's delayed ACK (~40 ms each).
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let idle = settings.idle_connection_timeout();
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map_ok(move |tcp| IdleTimeout::new(tcp, idle));
     tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(idle / 3))
+        .http2_keepalive_timeout(Some(idle / 3))
+        .max_concurrent_streams(settings.max_streams_per_connection)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

@@ -93,7 +93,7 @@ pub fn exchange_command(descriptor: &FlightDescriptor) -> Result<ExchangeCommand
             "DoExchange takes a command descriptor: {\"transforms\": [{\"plugin\": ..., \"args\": {...}}]}",
         ));
     }
-    parse(&descriptor.cmd, "exchange command")
+    ExchangeCommand::from_json(&descriptor.cmd)
 }
 
 pub fn action(action: &Action) -> Result<ActionRequest> {
@@ -116,7 +116,8 @@ pub fn action(action: &Action) -> Result<ActionRequest> {
         "list_snapshots" => ActionRequest::ListSnapshots(table()?),
         other => {
             return Err(Error::invalid(format!(
-                "unknown action {other:?}; actions are: {}",
+                "unknown action {}; actions are: {}",
+                crate::error::quote(other),
                 ACTIONS
                     .iter()
                     .map(|(n, _)| *n)

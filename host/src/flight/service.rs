@@ -18,6 +18,7 @@ use super::{actions, request, stream};
 use crate::command::{ReadCommand, TableRead};
 use crate::core::Core;
 use crate::error::{Error, Result};
+use crate::limits::{Scope, grpc_timeout};
 
 type RpcStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -29,6 +30,11 @@ pub struct FloeService {
 impl FloeService {
     pub fn new(core: Arc<Core>) -> Self {
         Self { core }
+    }
+
+    /// The request's bounds: the host's limits and the client's gRPC deadline.
+    fn scope<T>(&self, request: &Request<T>) -> Scope {
+        self.core.scope(grpc_timeout(request.metadata()))
     }
 }
 
@@ -88,10 +94,11 @@ impl FlightService for FloeService {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        let scope = self.scope(&request);
         let descriptor = request.into_inner();
         let planned = self
             .core
-            .plan_read(request::read_command(&descriptor)?)
+            .plan_read(request::read_command(&descriptor)?, &scope)
             .await?;
         let info = FlightInfo::new()
             .try_with_schema(&planned.schema)
@@ -116,8 +123,9 @@ impl FlightService for FloeService {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
+        let scope = self.scope(&request);
         let command = request::read_command(&request.into_inner())?;
-        let planned = self.core.plan_read(command).await?;
+        let planned = self.core.plan_read(command, &scope).await?;
         let result = SchemaAsIpc::new(&planned.schema, &IpcWriteOptions::default())
             .try_into()
             .map_err(|err: arrow::error::ArrowError| Status::internal(err.to_string()))?;
@@ -128,8 +136,9 @@ impl FlightService for FloeService {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
+        let scope = self.scope(&request);
         let command = request::ticket(&request.into_inner())?;
-        let batches = self.core.read(command).await?;
+        let batches = self.core.read(command, scope).await?;
         Ok(Response::new(stream::encode(
             batches.schema,
             batches.stream,
@@ -143,11 +152,11 @@ impl FlightService for FloeService {
         // Its own task: if the client hangs up, tonic drops this future, but the
         // upload still runs to its abort and cleans up.
         let core = self.core.clone();
+        let scope = self.scope(&request);
         let upload = tokio::spawn(async move {
-            let (descriptor, mut decoder) = stream::open(request.into_inner()).await?;
-            let command = request::put_command(&descriptor)?;
-            let schema = stream::schema(&mut decoder).await?;
-            core.write(command, schema, stream::batches(decoder)).await
+            let opening = stream::open(request.into_inner(), request::put_command);
+            let (command, schema, batches) = scope.run("opening the upload", opening).await?;
+            core.write(command, schema, batches, scope).await
         });
         let written = upload
             .await
@@ -162,13 +171,10 @@ impl FlightService for FloeService {
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        let (descriptor, mut decoder) = stream::open(request.into_inner()).await?;
-        let command = request::exchange_command(&descriptor)?;
-        let schema = stream::schema(&mut decoder).await?;
-        let (schema, batches) = self
-            .core
-            .exchange(command, schema, stream::batches(decoder))
-            .await?;
+        let scope = self.scope(&request);
+        let opening = stream::open(request.into_inner(), request::exchange_command);
+        let (command, schema, batches) = scope.run("opening the exchange", opening).await?;
+        let (schema, batches) = self.core.exchange(command, schema, batches, scope).await?;
         Ok(Response::new(stream::encode(schema, batches)))
     }
 
@@ -176,8 +182,9 @@ impl FlightService for FloeService {
         &self,
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
+        let scope = self.scope(&request);
         let action = request::action(&request.into_inner())?;
-        let value = actions::run(&self.core, action).await?;
+        let value = actions::run(&self.core, action, scope).await?;
         let body = serde_json::to_vec(&value).expect("JSON values serialize");
         Ok(Response::new(once(arrow_flight::Result {
             body: body.into(),

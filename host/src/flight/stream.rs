@@ -13,8 +13,27 @@ use futures::{Stream, StreamExt, TryStreamExt};
 
 use crate::error::{Error, Result};
 
+/// An upload opened: the command its first message's descriptor carries (read by
+/// `command`), its schema, and the record batches that follow.
+pub async fn open<S, C>(
+    upload: S,
+    command: impl FnOnce(&FlightDescriptor) -> Result<C>,
+) -> Result<(
+    C,
+    SchemaRef,
+    impl Stream<Item = Result<RecordBatch>> + Send + 'static,
+)>
+where
+    S: Stream<Item = Result<FlightData, tonic::Status>> + Send + Unpin + 'static,
+{
+    let (descriptor, mut decoder) = descriptor(upload).await?;
+    let command = command(&descriptor)?;
+    let schema = schema(&mut decoder).await?;
+    Ok((command, schema, batches(decoder)))
+}
+
 /// The descriptor the first message carries, and a decoder over the whole stream.
-pub async fn open<S>(mut upload: S) -> Result<(FlightDescriptor, FlightDataDecoder)>
+async fn descriptor<S>(mut upload: S) -> Result<(FlightDescriptor, FlightDataDecoder)>
 where
     S: Stream<Item = Result<FlightData, tonic::Status>> + Send + Unpin + 'static,
 {
@@ -36,7 +55,7 @@ where
 }
 
 /// The schema message that opens a Flight data stream.
-pub async fn schema(decoder: &mut FlightDataDecoder) -> Result<SchemaRef> {
+async fn schema(decoder: &mut FlightDataDecoder) -> Result<SchemaRef> {
     loop {
         match decoder.next().await {
             Some(Ok(data)) => {
@@ -51,9 +70,7 @@ pub async fn schema(decoder: &mut FlightDataDecoder) -> Result<SchemaRef> {
 }
 
 /// The record batches that follow the schema.
-pub fn batches(
-    decoder: FlightDataDecoder,
-) -> impl Stream<Item = Result<RecordBatch>> + Send + 'static {
+fn batches(decoder: FlightDataDecoder) -> impl Stream<Item = Result<RecordBatch>> + Send + 'static {
     decoder.filter_map(|data| async move {
         match data {
             Err(err) => Some(Err(upload_error(err))),

@@ -7,12 +7,14 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use wasmtime::component::ResourceAny;
 
 use floe_wire::ipc;
 
 use super::runtime::Guest;
 use crate::error::{Error, Result};
+use crate::limits::{Slot, holding};
 
 /// What a plugin's `process` returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,14 @@ impl Stage {
         let instance = guest.bind(&schema, args)?;
         let bytes = guest.output_schema(instance)?;
         let output_schema = ipc::decode_schema(bytes).map_err(|err| malformed(&guest, err))?;
+        // A plugin refuses args that would leave no columns (InvalidArgs); one that
+        // declares such an output anyway is broken.
+        if output_schema.fields().is_empty() {
+            return Err(broken(
+                &guest,
+                "declares an output schema with no columns".into(),
+            ));
+        }
         let input_columns = guest.input_columns(instance)?;
         if role == Role::Filter && output_schema != *input {
             return Err(broken(
@@ -164,19 +174,30 @@ fn malformed(guest: &Guest, err: arrow::error::ArrowError) -> Error {
 pub struct Chain {
     input_schema: SchemaRef,
     stages: Vec<Stage>,
+    /// The stages' guests stop within a tick once this is cancelled.
+    cancel: CancellationToken,
+    /// The host's plugin slot this chain occupies while it lives.
+    slot: Option<Slot>,
 }
 
 impl Chain {
-    pub fn new(input_schema: SchemaRef, stages: Vec<Stage>) -> Self {
+    pub fn new(input_schema: SchemaRef, stages: Vec<Stage>, cancel: CancellationToken) -> Self {
         Self {
             input_schema,
             stages,
+            cancel,
+            slot: None,
         }
     }
 
     /// No plugins: batches pass through as they are.
     pub fn empty(schema: SchemaRef) -> Self {
-        Self::new(schema, Vec::new())
+        Self::new(schema, Vec::new(), CancellationToken::new())
+    }
+
+    /// Keep `slot` taken until the chain has run.
+    pub fn hold(&mut self, slot: Slot) {
+        self.slot = Some(slot);
     }
 
     /// The columns the chain reads, when fewer than all: a read can then scan only
@@ -268,27 +289,35 @@ impl Chain {
         if self.stages.is_empty() {
             input.boxed()
         } else {
-            self.run(input).boxed()
+            self.run(input)
         }
     }
 
     /// Run the chain on a blocking thread (guests run synchronously), a couple
     /// of batches in flight each way so DuckDB or the network and the guests
-    /// overlap. Dropping the returned stream stops the chain.
-    fn run<S>(mut self, input: S) -> ReceiverStream<Result<RecordBatch>>
+    /// overlap. Dropping the returned stream stops the chain: the guest call in
+    /// progress traps and the input (a query, an upload) is dropped.
+    fn run<S>(mut self, input: S) -> BoxStream<'static, Result<RecordBatch>>
     where
         S: Stream<Item = Result<RecordBatch>> + Send + 'static,
     {
         let (in_tx, mut in_rx) = mpsc::channel::<Result<RecordBatch>>(2);
         let (out_tx, out_rx) = mpsc::channel::<Result<RecordBatch>>(2);
+        let cancel = self.cancel.clone();
         tokio::spawn(async move {
             let mut input = std::pin::pin!(input);
-            while let Some(item) = input.next().await {
+            loop {
+                let item = tokio::select! {
+                    item = input.next() => item,
+                    _ = cancel.cancelled() => None,
+                };
+                let Some(item) = item else { break };
                 if in_tx.send(item).await.is_err() {
                     break;
                 }
             }
         });
+        let stop = self.cancel.clone().drop_guard();
         tokio::task::spawn_blocking(move || {
             let mut step = || -> Result<bool> {
                 match in_rx.blocking_recv() {
@@ -319,6 +348,6 @@ impl Chain {
                 }
             }
         });
-        ReceiverStream::new(out_rx)
+        holding(ReceiverStream::new(out_rx).boxed(), stop)
     }
 }

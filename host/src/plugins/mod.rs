@@ -8,6 +8,7 @@ mod sandbox;
 
 use std::path::Path;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 use arrow::datatypes::SchemaRef;
 
@@ -54,7 +55,10 @@ impl Plugins {
         }
         let wasm = std::fs::read(file).context(format!("reading {}", file.display()))?;
         let (compiled, pre) = self.runtime.compile(&wasm)?;
-        let described = self.runtime.instantiate(name, &pre)?.describe()?;
+        let described = self
+            .runtime
+            .instantiate(name, &pre, CancellationToken::new())?
+            .describe()?;
         let args_schema = serde_json::from_str(&described.args_schema).map_err(|err| {
             Error::invalid(format!(
                 "describe returned an args schema that is not JSON: {err}"
@@ -87,9 +91,10 @@ impl Plugins {
     pub fn bind(&self, transforms: &[Transform], input: SchemaRef) -> Result<Chain> {
         let mut stages = Vec::with_capacity(transforms.len());
         let mut schema = input.clone();
+        let cancel = CancellationToken::new();
         for transform in transforms {
             let started = std::time::Instant::now();
-            let (guest, entry) = self.instantiate(&transform.plugin)?;
+            let (guest, entry) = self.instantiate(&transform.plugin, cancel.clone())?;
             let instantiated = started.elapsed();
             let args = serde_json::Value::Object(transform.args.clone()).to_string();
             let role = if entry.describe.kind == runtime::kind_name(runtime::Kind::Filter) {
@@ -107,10 +112,10 @@ impl Plugins {
             schema = stage.output_schema();
             stages.push(stage);
         }
-        Ok(Chain::new(input, stages))
+        Ok(Chain::new(input, stages, cancel))
     }
 
-    fn instantiate(&self, name: &str) -> Result<(Guest, Entry)> {
+    fn instantiate(&self, name: &str, cancel: CancellationToken) -> Result<(Guest, Entry)> {
         // Read on every request, so a running host sees adds and removes at once.
         let entry = self.registry.get(name)?;
         let pre = self.runtime.load(
@@ -118,7 +123,7 @@ impl Plugins {
             &self.registry.compiled_path(&entry.sha256, &self.engine),
             &self.registry.wasm_path(&entry.sha256),
         )?;
-        Ok((self.runtime.instantiate(name, &pre)?, entry))
+        Ok((self.runtime.instantiate(name, &pre, cancel)?, entry))
     }
 }
 

@@ -163,7 +163,8 @@ pub fn check_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::invalid(format!(
-            "invalid plugin name {name:?}: use letters, digits, '-' and '_', starting with a letter"
+            "invalid plugin name {}: use letters, digits, '-' and '_', starting with a letter",
+            crate::error::quote(name)
         )))
     }
 }

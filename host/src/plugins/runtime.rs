@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
 use wasmtime::component::{Component, Linker, ResourceAny};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 use super::sandbox::GuestState;
 use crate::config::PluginLimits;
@@ -152,11 +153,28 @@ impl Runtime {
         Ok(pre)
     }
 
-    /// A fresh instance of a plugin in its own sandboxed Store.
-    pub fn instantiate(&self, name: &str, pre: &TransformPluginPre<GuestState>) -> Result<Guest> {
-        let mut store = Store::new(&self.engine, GuestState::new(self.limits));
+    /// A fresh instance of a plugin in its own sandboxed Store. Its calls stop at
+    /// their deadline, or within a tick once `cancel` is cancelled.
+    pub fn instantiate(
+        &self,
+        name: &str,
+        pre: &TransformPluginPre<GuestState>,
+        cancel: CancellationToken,
+    ) -> Result<Guest> {
+        let mut store = Store::new(&self.engine, GuestState::new(self.limits, cancel));
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(self.deadline_ticks());
+        // Every tick: is the call past its deadline, or its request gone?
+        store.epoch_deadline_callback(|store| {
+            let state = store.data();
+            Ok(
+                if state.cancel.is_cancelled() || Instant::now() >= state.call_ends {
+                    UpdateDeadline::Interrupt
+                } else {
+                    UpdateDeadline::Continue(1)
+                },
+            )
+        });
+        start_call(&mut store);
         let plugin = pre.instantiate(&mut store).map_err(|err| {
             let printed = log_output(name, &mut store);
             call_error(name, "instantiate", &mut store, &printed, err)
@@ -165,13 +183,15 @@ impl Runtime {
             name: name.to_string(),
             store,
             plugin,
-            deadline_ticks: self.deadline_ticks(),
         })
     }
+}
 
-    fn deadline_ticks(&self) -> u64 {
-        (self.limits.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
-    }
+/// The next call's deadline starts now.
+fn start_call(store: &mut Store<GuestState>) {
+    let state = store.data_mut();
+    state.call_ends = Instant::now() + state.deadline;
+    store.set_epoch_deadline(1);
 }
 
 /// One instance of a plugin: the calls the contract offers, each under the deadline.
@@ -179,7 +199,6 @@ pub struct Guest {
     name: String,
     store: Store<GuestState>,
     plugin: TransformPlugin,
-    deadline_ticks: u64,
 }
 
 impl Guest {
@@ -248,7 +267,7 @@ impl Guest {
             &mut Store<GuestState>,
         ) -> wasmtime::Result<Result<R, GuestError>>,
     ) -> Result<R> {
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        start_call(&mut self.store);
         let outcome = f(&self.plugin, &mut self.store);
         let printed = log_output(&self.name, &mut self.store);
         match outcome {
@@ -297,8 +316,14 @@ fn call_error(
     err: wasmtime::Error,
 ) -> Error {
     let deadline = store.data().deadline;
+    let interrupted = err.downcast_ref::<Trap>() == Some(&Trap::Interrupt);
+    if interrupted && store.data().cancel.is_cancelled() {
+        return Error::Cancelled(format!(
+            "plugin '{name}' was stopped in {what}: its request ended"
+        ));
+    }
     let cap = &mut store.data_mut().limits;
-    if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+    if interrupted {
         return Error::DeadlineExceeded(format!(
             "plugin '{name}' exceeded its deadline of {:?} in {what}",
             deadline

@@ -5,9 +5,10 @@
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -25,11 +26,15 @@ pub struct GuestState {
     table: ResourceTable,
     pub limits: MemoryCap,
     pub deadline: Duration,
+    /// When the call running now must end.
+    pub call_ends: Instant,
+    /// Cancelled when the request the guest serves has ended.
+    pub cancel: CancellationToken,
     pub output: GuestOutput,
 }
 
 impl GuestState {
-    pub fn new(limits: PluginLimits) -> Self {
+    pub fn new(limits: PluginLimits, cancel: CancellationToken) -> Self {
         let output = GuestOutput::default();
         let wasi = WasiCtx::builder()
             .stdout(output.clone())
@@ -43,6 +48,8 @@ impl GuestState {
             table: ResourceTable::new(),
             limits: MemoryCap::new(limits.memory_bytes),
             deadline: limits.deadline,
+            call_ends: Instant::now() + limits.deadline,
+            cancel,
             output,
         }
     }

@@ -13,6 +13,22 @@ use sqlparser::dialect::DuckDbDialect;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::Token;
 
+/// How much of a filter an error quotes.
+const QUOTED_CHARS: usize = 200;
+
+/// Functions (and table functions or views) that show the engine's internals, its
+/// configuration, secrets, files and memory, rather than data: no client query or
+/// filter may name them.
+pub fn is_internal_function(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.starts_with("duckdb_")
+        || name.starts_with("pragma_")
+        || matches!(
+            name.as_str(),
+            "which_secret" | "current_setting" | "getvariable" | "getenv" | "sqlite_master"
+        )
+}
+
 /// Why a filter was refused; the message quotes the filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilterError {
@@ -22,7 +38,17 @@ pub struct FilterError {
 
 impl fmt::Display for FilterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid filter {:?}: {}", self.filter, self.reason)
+        // A filter is the client's text: quote its start only.
+        match self.filter.char_indices().nth(QUOTED_CHARS) {
+            None => write!(f, "invalid filter {:?}: {}", self.filter, self.reason),
+            Some((end, _)) => write!(
+                f,
+                "invalid filter {:?}… ({} bytes): {}",
+                &self.filter[..end],
+                self.filter.len(),
+                self.reason
+            ),
+        }
     }
 }
 
@@ -64,6 +90,31 @@ pub fn parse_filter(text: &str) -> Result<Expr, FilterError> {
         return Err(refuse(
             "subqueries are not allowed: a filter reads only its own table's columns".into(),
         ));
+    }
+    let placeholder = visit_expressions(&expr, |e| match e {
+        Expr::Value(value) if matches!(value.value, ast::Value::Placeholder(_)) => {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    if placeholder.is_break() {
+        return Err(refuse(
+            "parameters (?, $1) are not allowed: write the value itself".into(),
+        ));
+    }
+    let internal = visit_expressions(&expr, |e| match e {
+        Expr::Function(call) => match call.name.0.last().and_then(|part| part.as_ident()) {
+            Some(ident) if is_internal_function(&ident.value) => {
+                ControlFlow::Break(ident.value.clone())
+            }
+            _ => ControlFlow::Continue(()),
+        },
+        _ => ControlFlow::Continue(()),
+    });
+    if let ControlFlow::Break(name) = internal {
+        return Err(refuse(format!(
+            "{name}() is not allowed: it shows the engine's internals, not the table's data"
+        )));
     }
     Ok(expr)
 }
@@ -113,5 +164,28 @@ mod tests {
             let err = parse_filter(bad).expect_err(bad);
             assert!(err.to_string().contains("invalid filter"), "{err}");
         }
+    }
+
+    #[test]
+    fn parameters_and_engine_internals_are_refused() {
+        for (bad, why) in [
+            ("id = ?", "parameters"),
+            ("id = $1", "parameters"),
+            (
+                "current_setting('threads') = '2'",
+                "current_setting() is not allowed",
+            ),
+            ("length(duckdb_version()) > 0", "not allowed"),
+        ] {
+            let err = parse_filter(bad).expect_err(bad).to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn long_filters_are_quoted_in_part() {
+        let long = format!("a = '{}' AND", "x".repeat(10_000));
+        let err = parse_filter(&long).unwrap_err().to_string();
+        assert!(err.len() < 600, "{} chars", err.len());
     }
 }

@@ -81,6 +81,10 @@ impl Database {
                 Err(Error::invalid(format!(
                     "{NOT_A_QUERY}: the statement is not a SELECT"
                 )))
+            } else if ffi::duckdb_nparams(stmt) > 0 {
+                Err(Error::invalid(
+                    "the query has parameters (?, $1): floe's SQL reads take none, write the values in",
+                ))
             } else {
                 result_schema(conn, stmt)
             };

@@ -41,6 +41,8 @@ pub fn classify(message: String) -> Error {
     .any(|kind| message.contains(kind))
     {
         Error::InvalidArgument(message)
+    } else if message.contains("INTERRUPT Error") {
+        Error::Cancelled("the query was interrupted".to_string())
     } else if message.contains("Out of Memory Error") {
         Error::ResourceExhausted(message)
     } else {

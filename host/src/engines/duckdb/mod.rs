@@ -6,6 +6,7 @@
 //! block; this engine's methods are async and make the hop to a blocking thread
 //! themselves. Its SQL is built in `sql`, its errors classified in `error`.
 
+mod audit;
 mod database;
 mod error;
 mod read;
@@ -20,10 +21,10 @@ use duckdb::Connection;
 use serde::Serialize;
 
 use self::database::Database;
-use self::sql::{Query, Source};
+use self::sql::{Origin, Query, Source};
 use crate::command::TableName;
 use crate::config::{DuckSettings, ReaderChoice};
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 
 pub use read::QueryStream;
 pub use write::DuckWrite;
@@ -53,11 +54,19 @@ pub struct DuckEngine {
     pub reader: IcebergReader,
     /// Why the extension is not in use, when it is not.
     pub reader_note: Option<String>,
+    /// Whether DuckDB's json extension is loaded: the check of what a client's SQL
+    /// names reads DuckDB's parse tree through it.
+    json: bool,
 }
 
 /// Where the database file lives relative to the warehouse.
 pub fn database_path(warehouse: &Path) -> PathBuf {
     warehouse.join("duckdb.db")
+}
+
+/// Where DuckDB spills what does not fit its memory limit.
+pub fn spill_path(warehouse: &Path) -> PathBuf {
+    warehouse.join("duckdb.tmp")
 }
 
 impl DuckEngine {
@@ -92,12 +101,23 @@ impl DuckEngine {
                 }
             }
         };
+        let json = conn.execute_batch(sql::LOAD_JSON).is_ok();
+        if !json {
+            tracing::warn!("DuckDB's json extension is not installed: SQL queries will be refused");
+        }
+        conn.execute_batch(&sql::resources(
+            settings.duckdb_memory_limit.bytes(),
+            settings.threads(),
+            &spill_path(warehouse),
+        ))
+        .context("setting DuckDB's memory limit and threads")?;
         conn.execute_batch(&sql::confine(warehouse))
             .context("confining DuckDB to the warehouse")?;
         Ok(Self {
             db,
             reader,
             reader_note,
+            json,
         })
     }
 
@@ -117,9 +137,26 @@ impl DuckEngine {
 
     /// The result schema of `query`, from preparing it: nothing runs, no data is read.
     pub async fn schema_of(self: &Arc<Self>, query: &Query) -> Result<SchemaRef> {
-        let text = query.described();
-        self.blocking(move |engine| engine.db.check_select(&text))
+        let (text, origin) = (query.described(), query.origin());
+        self.blocking(move |engine| engine.check(&text, origin))
             .await
+    }
+
+    /// Refuse anything but one SELECT and, for a client's, one that names the
+    /// engine's internals; the result schema.
+    fn check(&self, sql: &str, origin: Origin) -> Result<SchemaRef> {
+        let schema = self.db.check_select(sql)?;
+        if origin == Origin::Client {
+            if !self.json {
+                return Err(Error::PermissionDenied(
+                    "SQL queries are refused: DuckDB's json extension, which floe needs to \
+                     check what a query names, is not installed (tests/setup installs it)"
+                        .into(),
+                ));
+            }
+            audit::check_names(&self.connect()?, sql)?;
+        }
+        Ok(schema)
     }
 
     /// Point the view `name` at an Iceberg table's data.

@@ -1,16 +1,20 @@
 //! Queries: the output schema without running the query, and a streamed result.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use arrow::compute::BatchCoalescer;
 use arrow::datatypes::SchemaRef;
+use duckdb::{Connection, InterruptHandle};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
 
 use super::DuckEngine;
 use super::error::query_error;
-use super::sql::Query;
+use super::sql::{Origin, Query};
 use crate::error::{Error, Result};
 
 /// DuckDB produces 2,048-row chunks; Flight clients do better with fewer, larger batches.
@@ -19,22 +23,65 @@ const TARGET_BATCH_ROWS: usize = 64 * 1024;
 const CHANNEL_DEPTH: usize = 4;
 
 /// A running query: its schema, then its batches as DuckDB produces them.
+/// Dropping it interrupts the query.
 pub struct QueryStream {
     pub schema: SchemaRef,
-    pub batches: mpsc::Receiver<Result<RecordBatch>>,
+    batches: mpsc::Receiver<Result<RecordBatch>>,
+    interrupt: Interrupt,
+}
+
+impl QueryStream {
+    pub fn into_stream(self) -> BoxStream<'static, Result<RecordBatch>> {
+        let interrupt = self.interrupt;
+        ReceiverStream::new(self.batches)
+            .map(move |batch| {
+                let _ = &interrupt;
+                batch
+            })
+            .boxed()
+    }
+}
+
+/// Interrupts its connection's query when dropped: a client gone, a deadline
+/// passed. Harmless once the query has ended.
+struct Interrupt(Arc<Mutex<Option<Arc<InterruptHandle>>>>);
+
+impl Drop for Interrupt {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.lock().expect("interrupt lock").as_ref() {
+            handle.interrupt();
+        }
+    }
+}
+
+/// Close `conn` with no interrupt in flight: duckdb-rs disconnects before it
+/// retires the connection's interrupt handle, so an interrupt racing the close
+/// would touch a freed connection.
+fn close(conn: Connection, handle: &Mutex<Option<Arc<InterruptHandle>>>) {
+    let mut handle = handle.lock().expect("interrupt lock");
+    handle.take();
+    drop(conn);
 }
 
 impl DuckEngine {
     /// Run `query` on a blocking thread and stream its result.
     pub async fn query(self: &Arc<Self>, query: Query) -> Result<QueryStream> {
-        let sql = query.text().to_string();
+        let (sql, origin) = (query.text().to_string(), query.origin());
         let (schema_tx, schema_rx) = oneshot::channel();
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let engine = self.clone();
+        let conn = self.connect()?;
+        let handle = Arc::new(Mutex::new(Some(conn.interrupt_handle())));
+        // Held here until the schema arrives, then by the stream: whichever is
+        // dropped first stops the query.
+        let interrupt = Interrupt(handle.clone());
         tokio::task::spawn_blocking(move || {
             let failed = tx.clone();
             // duckdb-rs may panic on a failed fetch: the panic fails this request only.
-            let outcome = catch_unwind(AssertUnwindSafe(|| engine.run(&sql, schema_tx, &tx)));
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                engine.run(&conn, &sql, origin, schema_tx, &tx)
+            }));
+            close(conn, &handle);
             let error = match outcome {
                 Ok(Ok(())) => return,
                 Ok(Err(err)) => err,
@@ -46,6 +93,7 @@ impl DuckEngine {
             Ok(Ok(schema)) => Ok(QueryStream {
                 schema,
                 batches: rx,
+                interrupt,
             }),
             Ok(Err(err)) => Err(err),
             Err(_) => {
@@ -61,18 +109,13 @@ impl DuckEngine {
 
     fn run(
         &self,
+        conn: &Connection,
         sql: &str,
+        origin: Origin,
         schema_tx: oneshot::Sender<Result<SchemaRef>>,
         tx: &mpsc::Sender<Result<RecordBatch>>,
     ) -> Result<()> {
-        let conn = match self.connect() {
-            Ok(conn) => conn,
-            Err(err) => {
-                let _ = schema_tx.send(Err(err));
-                return Ok(());
-            }
-        };
-        let started = self.db.check_select(sql).and_then(|_| start(&conn, sql));
+        let started = self.check(sql, origin).and_then(|_| start(conn, sql));
         let (stmt, schema) = match started {
             Ok(started) => started,
             Err(err) => {

@@ -12,13 +12,24 @@ use crate::error::{Error, Result};
 
 /// A query the engine can run: a client's SQL, or one built here.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Query(String);
+pub struct Query(String, Origin);
+
+/// Who wrote a query: a client's SQL is checked for what it names before it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Client,
+    Host,
+}
 
 impl Query {
     /// A client's SQL as written (a trailing `;` is harmless). The engine refuses
-    /// anything but one read-only query before running it.
+    /// anything but one read-only query, naming no engine internals, before running it.
     pub fn client(sql: &str) -> Self {
-        Self(sql.trim().trim_end_matches(';').to_string())
+        Self(sql.trim().trim_end_matches(';').to_string(), Origin::Client)
+    }
+
+    pub fn origin(&self) -> Origin {
+        self.1
     }
 
     /// `SELECT columns FROM source WHERE filter LIMIT n`: DuckDB pushes all three
@@ -37,22 +48,21 @@ impl Query {
         if let Some(limit) = limit {
             sql.push_str(&format!(" LIMIT {limit}"));
         }
-        Self(sql)
+        Self(sql, Origin::Host)
     }
 
     /// Only `columns` of this query's result, in that order.
     pub fn project(&self, columns: &[String]) -> Self {
         // The newline ends a trailing `--` comment of a client's query.
-        Self(format!(
-            "SELECT {} FROM (\n{}\n)",
-            column_list(columns),
-            self.0
-        ))
+        Self(
+            format!("SELECT {} FROM (\n{}\n)", column_list(columns), self.0),
+            self.1,
+        )
     }
 
     /// Every row of a table.
     pub fn whole(name: &TableName) -> Self {
-        Self(format!("SELECT * FROM {}", table(name)))
+        Self(format!("SELECT * FROM {}", table(name)), Origin::Host)
     }
 
     pub fn text(&self) -> &str {
@@ -154,6 +164,18 @@ pub fn extension_settings(extension_dir: Option<&Path>) -> String {
     }
     setup.join(";")
 }
+
+/// What DuckDB may use: set explicitly, since its defaults (80 % of RAM, every
+/// core, a temp directory beside the database) assume it owns the machine.
+pub fn resources(memory_bytes: u64, threads: u64, temp_dir: &Path) -> String {
+    format!(
+        "SET memory_limit = '{}MiB'; SET threads = {threads}; SET temp_directory = {};",
+        (memory_bytes >> 20).max(16),
+        quote_literal(&temp_dir.display().to_string())
+    )
+}
+
+pub const LOAD_JSON: &str = "LOAD json;";
 
 pub const LOAD_ICEBERG: &str = "LOAD avro; LOAD iceberg;";
 

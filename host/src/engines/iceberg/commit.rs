@@ -16,6 +16,7 @@ use iceberg::{Catalog, MetadataLocation, TableIdent};
 use serde::Serialize;
 
 use super::compact::is_small;
+use super::journal::WRITE_ID;
 use super::write::{Base, TableWrite, WriteOp, WritePlan};
 use super::{CATALOG_NAME, IcebergEngine, ident};
 use crate::command::TableName;
@@ -65,8 +66,9 @@ impl IcebergEngine {
             }
             Err(err) => Err(err),
         };
-        if outcome.is_err() {
-            plan.delete_files().await;
+        match &outcome {
+            Ok(_) => plan.committed(),
+            Err(_) => plan.delete_files().await,
         }
         outcome
     }
@@ -337,7 +339,7 @@ impl IcebergEngine {
             .with_parent_snapshot_id(parent)
             .with_sequence_number(sequence_number)
             .with_summary(summary(
-                write.op,
+                write,
                 files,
                 &write.replaces,
                 previous_summary.as_ref(),
@@ -396,11 +398,12 @@ fn total(summary: &Summary, key: &str) -> u64 {
 
 /// The snapshot summary Iceberg readers expect: what was added and removed, and the totals.
 fn summary(
-    op: WriteOp,
+    write: &WritePlan,
     files: &[DataFile],
     replaced: &[DataFile],
     previous: Option<&Summary>,
 ) -> Summary {
+    let op = write.op;
     let added_records: u64 = files.iter().map(|f| f.record_count()).sum();
     let added_size: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
     let prev = |key: &str| previous.map_or(0, |s| total(s, key));
@@ -455,6 +458,7 @@ fn summary(
     set("total-delete-files", 0);
     set("total-position-deletes", 0);
     set("total-equality-deletes", 0);
+    props.insert(WRITE_ID.to_string(), write.file_prefix.clone());
     Summary {
         operation,
         additional_properties: props,

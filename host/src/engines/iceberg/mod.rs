@@ -6,6 +6,7 @@
 
 mod commit;
 mod compact;
+mod journal;
 mod lanes;
 pub mod schema;
 #[cfg(test)]

@@ -11,6 +11,7 @@ use iceberg::spec::{
 };
 use std::sync::Arc;
 
+use super::journal::{self, Recorded};
 use super::lanes::Lanes;
 use super::schema::{Conformer, iceberg_schema_of, same_columns, schema_difference};
 use super::{IcebergEngine, LoadedTable, local_path};
@@ -50,7 +51,10 @@ pub(super) struct WritePlan {
     /// For `Replace`: the data files the new ones stand in for.
     pub replaces: Vec<DataFile>,
     data_dir: String,
-    file_prefix: String,
+    /// Every data file's name starts with it; the snapshot summary names it too.
+    pub file_prefix: String,
+    /// This write, recorded until it has committed or cleaned up.
+    recorded: Recorded,
 }
 
 impl IcebergEngine {
@@ -175,7 +179,14 @@ impl IcebergEngine {
     ) -> Result<TableWrite> {
         let data_dir = format!("{location}/data");
         let file_prefix = uuid::Uuid::new_v4().to_string();
-        let lanes = Lanes::open(&self.file_io, &schema, &data_dir, &file_prefix).await?;
+        let recorded = journal::record(&self.root, name, &data_dir, &file_prefix)?;
+        let lanes = match Lanes::open(&self.file_io, &schema, &data_dir, &file_prefix).await {
+            Ok(lanes) => lanes,
+            Err(err) => {
+                recorded.done();
+                return Err(err);
+            }
+        };
         Ok(TableWrite {
             conformer: Conformer::new(&schema)?,
             plan: WritePlan {
@@ -186,6 +197,7 @@ impl IcebergEngine {
                 replaces,
                 data_dir,
                 file_prefix,
+                recorded,
             },
             lanes,
             rows: 0,
@@ -214,20 +226,34 @@ impl TableWrite {
 }
 
 impl WritePlan {
+    /// The write failed or was aborted: its data files go, then its record.
     pub(super) async fn delete_files(&self) {
-        let dir = local_path(&self.data_dir).to_string();
-        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
-            return;
-        };
-        while let Ok(Some(entry)) = entries.next_entry().await {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(&self.file_prefix)
-                && let Err(err) = tokio::fs::remove_file(entry.path()).await
-            {
-                tracing::warn!(path = %entry.path().display(), %err, "could not delete an aborted data file");
+        delete_prefixed(&self.data_dir, &self.file_prefix).await;
+        self.recorded.done();
+    }
+
+    /// The write committed: it needs no record any more.
+    pub(super) fn committed(&self) {
+        self.recorded.done();
+    }
+}
+
+/// Delete the files in `data_dir` whose names start with `prefix`; how many.
+pub(super) async fn delete_prefixed(data_dir: &str, prefix: &str) -> usize {
+    let dir = local_path(data_dir).to_string();
+    let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
+        return 0;
+    };
+    let mut deleted = 0;
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            match tokio::fs::remove_file(entry.path()).await {
+                Ok(()) => deleted += 1,
+                Err(err) => {
+                    tracing::warn!(path = %entry.path().display(), %err, "could not delete an aborted data file")
+                }
             }
         }
     }
+    deleted
 }
