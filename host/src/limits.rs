@@ -28,7 +28,9 @@ pub struct Limits {
 }
 
 /// A place in a bounded pool, given back when dropped.
-pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+}
 
 impl Limits {
     pub fn new(settings: RequestLimits) -> Self {
@@ -74,7 +76,7 @@ impl Limits {
     async fn slot(&self, pool: &Arc<Semaphore>, what: &str, setting: &str) -> Result<Slot> {
         let wait = self.settings.queue_timeout();
         match tokio::time::timeout(wait, pool.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(Slot(permit)),
+            Ok(Ok(permit)) => Ok(Slot { _permit: permit }),
             Ok(Err(_)) => Err(Error::internal(format!("the pool of {what} is closed"))),
             Err(_) => Err(Error::ResourceExhausted(format!(
                 "the host is running as many {what} as it allows ({setting}) and none ended \

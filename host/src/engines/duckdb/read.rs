@@ -16,6 +16,7 @@ use super::DuckEngine;
 use super::error::query_error;
 use super::sql::{Origin, Query};
 use crate::error::{Error, Result};
+use crate::limits::holding;
 
 /// DuckDB produces 2,048-row chunks; Flight clients do better with fewer, larger batches.
 const TARGET_BATCH_ROWS: usize = 64 * 1024;
@@ -32,13 +33,7 @@ pub struct QueryStream {
 
 impl QueryStream {
     pub fn into_stream(self) -> BoxStream<'static, Result<RecordBatch>> {
-        let interrupt = self.interrupt;
-        ReceiverStream::new(self.batches)
-            .map(move |batch| {
-                let _ = &interrupt;
-                batch
-            })
-            .boxed()
+        holding(ReceiverStream::new(self.batches).boxed(), self.interrupt)
     }
 }
 

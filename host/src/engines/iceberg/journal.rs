@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::IcebergEngine;
+use super::{IcebergEngine, local_path};
 use crate::command::TableName;
 use crate::error::{Context, Result};
 
@@ -76,8 +76,7 @@ impl IcebergEngine {
                 continue;
             };
             if !self.committed(&record).await? {
-                let deleted =
-                    super::write::delete_prefixed(&record.data_dir, &record.file_prefix).await;
+                let deleted = delete_prefixed(&record.data_dir, &record.file_prefix).await;
                 tracing::info!(
                     table = %record.table,
                     write = %record.file_prefix,
@@ -103,4 +102,24 @@ impl IcebergEngine {
             snapshot.summary().additional_properties.get(WRITE_ID) == Some(&record.file_prefix)
         }))
     }
+}
+
+/// Delete the files in `data_dir` whose names start with `prefix`; how many.
+pub(super) async fn delete_prefixed(data_dir: &str, prefix: &str) -> usize {
+    let dir = local_path(data_dir).to_string();
+    let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
+        return 0;
+    };
+    let mut deleted = 0;
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            match tokio::fs::remove_file(entry.path()).await {
+                Ok(()) => deleted += 1,
+                Err(err) => {
+                    tracing::warn!(path = %entry.path().display(), %err, "could not delete an aborted data file")
+                }
+            }
+        }
+    }
+    deleted
 }

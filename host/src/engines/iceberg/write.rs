@@ -11,10 +11,10 @@ use iceberg::spec::{
 };
 use std::sync::Arc;
 
-use super::journal::{self, Recorded};
+use super::journal::{self, Recorded, delete_prefixed};
 use super::lanes::Lanes;
 use super::schema::{Conformer, iceberg_schema_of, same_columns, schema_difference};
-use super::{IcebergEngine, LoadedTable, local_path};
+use super::{IcebergEngine, LoadedTable};
 use crate::command::{TableName, WriteMode};
 use crate::error::{Context, Error, Result};
 
@@ -236,24 +236,4 @@ impl WritePlan {
     pub(super) fn committed(&self) {
         self.recorded.done();
     }
-}
-
-/// Delete the files in `data_dir` whose names start with `prefix`; how many.
-pub(super) async fn delete_prefixed(data_dir: &str, prefix: &str) -> usize {
-    let dir = local_path(data_dir).to_string();
-    let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
-        return 0;
-    };
-    let mut deleted = 0;
-    while let Ok(Some(entry)) = entries.next_entry().await {
-        if entry.file_name().to_string_lossy().starts_with(prefix) {
-            match tokio::fs::remove_file(entry.path()).await {
-                Ok(()) => deleted += 1,
-                Err(err) => {
-                    tracing::warn!(path = %entry.path().display(), %err, "could not delete an aborted data file")
-                }
-            }
-        }
-    }
-    deleted
 }
