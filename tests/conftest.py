@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+# The tests' own helpers (data.py); floe_client comes from the installed package.
 sys.path.insert(0, str(Path(__file__).parent))
 
 from floe_client import HOST_BIN, Client, Host  # noqa: E402

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from floe_client import HOST_BIN, Client, Host, free_port
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def doctor(tmp_path: Path, file: str, env: dict[str, str], *flags: str) -> str:
@@ -91,3 +96,42 @@ def test_serve_help_lists_every_setting():
         ("--max-message-mib", "FLOE_MAX_MESSAGE_MIB"),
     ]:
         assert flag in help_text and env in help_text, flag
+
+
+def test_version_names_duckdb_and_how_it_is_linked():
+    out = subprocess.run([str(HOST_BIN), "--version"], capture_output=True, text=True, check=True).stdout
+    assert re.search(r"DuckDB v1\.5\.5, (shared library /\S+/libduckdb\.so|compiled in)", out), out
+    assert "iceberg-rust 0.10.1" in out, out
+
+
+def linked_shared() -> bool:
+    out = subprocess.run([str(HOST_BIN), "--version"], capture_output=True, text=True, check=True).stdout
+    return "shared library" in out
+
+
+@pytest.mark.skipif(not linked_shared(), reason="the host was built with DuckDB bundled")
+def test_a_copied_host_finds_the_libduckdb_beside_it(tmp_path):
+    elsewhere = tmp_path / "bin"
+    elsewhere.mkdir()
+    shutil.copy2(HOST_BIN, elsewhere / "host")
+    # Alone, it still finds the library it was linked from (the cache).
+    alone = subprocess.run(["./host", "--version"], cwd=elsewhere, capture_output=True, text=True, check=True).stdout
+    assert "/.cache/floe/duckdb/" in alone or "duckdb/1.5.5" in alone, alone
+    # With a libduckdb.so beside it, that one wins: the pair can travel together.
+    linked = re.search(r"shared library (\S+?\.so)", alone).group(1)
+    shutil.copy2(linked, elsewhere / "libduckdb.so")
+    beside = subprocess.run([str(elsewhere / "host"), "--version"], cwd="/", capture_output=True, text=True,
+                            check=True).stdout
+    assert str(elsewhere / "libduckdb.so") in beside, beside
+
+
+def test_setup_replaces_a_corrupt_cached_libduckdb(tmp_path):
+    cache = tmp_path / "cache"
+    target = cache / "duckdb" / "1.5.5-r.5"
+    target.mkdir(parents=True)
+    (target / "libduckdb.so").write_bytes(b"not a library")
+    script = ". tests/duckdb.sh && ! duckdb_cached && duckdb_fetch && duckdb_cached && echo fetched"
+    result = subprocess.run(["bash", "-c", script], cwd=REPO, env={**os.environ, "FLOE_CACHE": str(cache)},
+                            capture_output=True, text=True, timeout=300)
+    assert result.stdout.strip() == "fetched", result.stderr
+    assert (target / "libduckdb.so").stat().st_size > 10_000_000

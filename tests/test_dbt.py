@@ -4,6 +4,7 @@ DuckDB file dbt-duckdb leaves behind."""
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -158,3 +159,18 @@ def test_plugin_errors_name_the_problem(built):
         floe_dbt.Plugin("floe", {"hots": "x"})
     reader = plugin.load(SourceConfig(name="raw", identifier="orders", schema="raw", database=None, meta={"limit": 5}, tags=[]))
     assert isinstance(reader, pa.RecordBatchReader) and reader.read_all().num_rows == 5
+
+
+def test_a_fresh_virtualenv_with_only_the_package_builds_the_project(tmp_path):
+    """`pip install './clients/python[dbt]'` is all a dbt user needs (no PYTHONPATH)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    package = Path(__file__).resolve().parent.parent / "clients" / "python"
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+                    f"{package}[dbt]"], check=True, capture_output=True, text=True)
+    with Host(tmp_path / "warehouse") as host:
+        dbt_vars = jaffle.load_demo(Client(host.location))
+        jaffle.register_plugins(host.warehouse)
+        result = jaffle.dbt("build", host.port, tmp_path / "dbt", dbt_vars, python=venv / "bin" / "python")
+        assert "ERROR=0" in result.stdout and "PASS=18" in result.stdout, result.stdout
+        assert Client(host.location).rows("main.customer_revenue") == demo_data.customers().num_rows

@@ -10,8 +10,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE / "jaffle_floe"
-REPO = HERE.parent.parent
-sys.path.insert(0, str(REPO / "tests"))
 
 import demo_data  # noqa: E402
 from floe_client import HOST_BIN, TARGET_DIR, Client  # noqa: E402
@@ -38,20 +36,21 @@ def register_plugins(warehouse: Path, names=("select", "filter", "mask")) -> Non
 
 
 def dbt(command: str, port: int, target: Path, dbt_vars: dict | None = None, *extra: str,
-        check: bool = True) -> subprocess.CompletedProcess:
+        check: bool = True, python: Path = Path(sys.executable)) -> subprocess.CompletedProcess:
     """`dbt <command>` on the example project against the host on `port`; `target`
-    holds dbt's own files (its DuckDB scratch database, the Parquet it writes)."""
+    holds dbt's own files (its DuckDB scratch database, the Parquet it writes). dbt is
+    the one installed beside `python`, which must have floe-client[dbt] installed: the
+    plugin is found as an installed module, never through PYTHONPATH."""
     target.mkdir(parents=True, exist_ok=True)
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
         "FLOE_PORT": str(port),
         "FLOE_DBT_TARGET": str(target),
         "DBT_TARGET_PATH": str(target),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_USE_COLORS": "false",
     }
-    args = [str(Path(sys.executable).parent / "dbt"), command, "--project-dir", str(PROJECT),
+    args = [str(python.parent / "dbt"), command, "--project-dir", str(PROJECT),
             "--profiles-dir", str(PROJECT), "--log-path", str(target / "logs")]
     if dbt_vars:
         args += ["--vars", json.dumps(dbt_vars)]

@@ -97,12 +97,23 @@ struct TableArgs {
 /// Parse the command line; with `--config FILE`, parse it again with the file's
 /// settings as the defaults (flags and environment variables still win).
 fn parse() -> anyhow::Result<Cli> {
-    let matches = Cli::command().get_matches();
+    let command = || Cli::command().version(version());
+    let matches = command().get_matches();
     let matches = match config::config_file(&matches) {
-        Some(file) => config::with_file_defaults(Cli::command(), &file)?.get_matches(),
+        Some(file) => config::with_file_defaults(command(), &file)?.get_matches(),
         None => matches,
     };
     Ok(Cli::from_arg_matches(&matches)?)
+}
+
+/// floe's version and what it carries: `host --version`.
+fn version() -> String {
+    let (duckdb, linked) = crate::engines::duckdb::library();
+    format!(
+        "{} (DuckDB {duckdb}, {linked}; iceberg-rust {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("FLOE_ICEBERG_VERSION")
+    )
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -220,7 +231,7 @@ async fn doctor(args: Settings) -> anyhow::Result<()> {
     let tables = lakehouse.list_tables().await?;
     let (reader, note) = lakehouse.iceberg_reader();
     let limits = args.sandbox.limits();
-    println!("floe host {}", env!("CARGO_PKG_VERSION"));
+    println!("floe host {}", version());
     println!("warehouse:       {}", dir.display());
     for (what, path) in lakehouse.files() {
         println!("{:<16} {}", format!("{what}:"), path.display());

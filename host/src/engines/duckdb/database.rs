@@ -144,6 +144,37 @@ unsafe fn result_schema(
     }
 }
 
+/// DuckDB's version, and how the host carries it: compiled in, or the shared
+/// library it loaded (its path).
+pub fn library() -> (String, String) {
+    // SAFETY: returns a static NUL-terminated string.
+    let version = unsafe { CStr::from_ptr(ffi::duckdb_library_version()) }
+        .to_string_lossy()
+        .into_owned();
+    let how = if cfg!(feature = "bundled") {
+        "compiled in (bundled)".to_string()
+    } else {
+        format!("shared library {}", shared_library_path())
+    };
+    (version, how)
+}
+
+/// The file the dynamic loader took DuckDB's C API from.
+fn shared_library_path() -> String {
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let symbol = ffi::duckdb_library_version as *const std::ffi::c_void;
+    // SAFETY: `symbol` is a function of a loaded object; `info` is written by dladdr.
+    let found = unsafe { libc::dladdr(symbol, &mut info) } != 0 && !info.dli_fname.is_null();
+    if found {
+        // SAFETY: dladdr set a NUL-terminated path.
+        unsafe { CStr::from_ptr(info.dli_fname) }
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        "(path unknown)".to_string()
+    }
+}
+
 fn take_c_string(ptr: *mut std::os::raw::c_char) -> String {
     if ptr.is_null() {
         return "unknown error".to_string();

@@ -26,6 +26,7 @@ use crate::command::TableName;
 use crate::config::{DuckSettings, ReaderChoice};
 use crate::error::{Context, Error, Result};
 
+pub use database::library;
 pub use read::QueryStream;
 pub use write::DuckWrite;
 
@@ -101,6 +102,8 @@ impl DuckEngine {
                 }
             }
         };
+        // Absent without ICU (the bundled build), where results are UTC already.
+        let _ = conn.execute_batch(sql::UTC);
         let json = conn.execute_batch(sql::LOAD_JSON).is_ok();
         if !json {
             tracing::warn!("DuckDB's json extension is not installed: SQL queries will be refused");

@@ -177,6 +177,11 @@ pub fn resources(memory_bytes: u64, threads: u64, temp_dir: &Path) -> String {
 
 pub const LOAD_JSON: &str = "LOAD json;";
 
+/// Timestamps with a time zone reach clients as UTC (Arrow `tz="UTC"`), whatever the
+/// machine's zone. Only DuckDB builds with ICU (the shared library) have the setting;
+/// without ICU they are UTC already.
+pub const UTC: &str = "SET GLOBAL TimeZone = 'UTC';";
+
 pub const LOAD_ICEBERG: &str = "LOAD avro; LOAD iceberg;";
 
 /// Files only inside the warehouse (Iceberg manifests name them as `file://` URLs:

@@ -1,7 +1,7 @@
 """floe's dbt-duckdb plugin: dbt sources read from, and models written to, floe's
 Iceberg tables over Arrow Flight (pyarrow.flight only; nothing is pickled).
 
-Enable it in profiles.yml (with this folder on PYTHONPATH):
+Install it with `pip install './clients/python[dbt]'` and enable it in profiles.yml:
 
     plugins:
       - module: floe_dbt

@@ -14,7 +14,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.flight as flight
 
-REPO = Path(__file__).resolve().parent.parent
 TARGET_DIR = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/floe/target"))
 HOST_BIN = Path(os.environ.get("FLOE_HOST_BIN", TARGET_DIR / "release" / "host"))
 

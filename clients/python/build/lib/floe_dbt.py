@@ -1,0 +1,164 @@
+"""floe's dbt-duckdb plugin: dbt sources read from, and models written to, floe's
+Iceberg tables over Arrow Flight (pyarrow.flight only; nothing is pickled).
+
+Install it with `pip install './clients/python[dbt]'` and enable it in profiles.yml:
+
+    plugins:
+      - module: floe_dbt
+        alias: floe
+        config: {host: 127.0.0.1, port: 8816}
+
+Sources (`meta` or `config`, with `plugin: floe`): the host table is `{schema}.{identifier}`
+unless `table` names another; `columns` (alias `selected_fields`), `filter` (alias
+`row_filter`), `snapshot_id`, `as_of`, `limit` and `transforms` go into the read.
+
+Models (`materialized='external'`, `plugin='floe'`): the file dbt-duckdb wrote is streamed
+to the host batch by batch. Config: `mode` (`overwrite`, default, or `append`), `target`
+(`iceberg`, default, or `duckdb`), `table` (default `{schema}.{identifier}`), `transforms`.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pyarrow.parquet as pq
+from dbt.adapters.duckdb.plugins import BasePlugin
+from dbt.adapters.duckdb.utils import SourceConfig, TargetConfig
+
+CONFIG_KEYS = {"host", "port", "timeout"}
+MODES = ("overwrite", "append")
+TARGETS = ("iceberg", "duckdb")
+
+
+class FloeError(Exception):
+    """A problem dbt should report as it is."""
+
+
+class Plugin(BasePlugin):
+    def initialize(self, config: Dict[str, Any]):
+        unknown = set(config) - CONFIG_KEYS
+        if unknown:
+            raise FloeError(f"floe plugin: unknown config key(s) {sorted(unknown)}; known: {sorted(CONFIG_KEYS)}")
+        host = config.get("host", "127.0.0.1")
+        try:
+            port = int(config.get("port", 8816))
+        except ValueError:
+            raise FloeError(f"floe plugin: port must be a number, not {config.get('port')!r}") from None
+        self.location = f"grpc://{host}:{port}"
+        self.options = flight.FlightCallOptions(timeout=float(config.get("timeout", 600)))
+        self._client: flight.FlightClient | None = None
+
+    def client(self) -> flight.FlightClient:
+        """Connected once, checked at once: a host that is down fails the run fast."""
+        if self._client is None:
+            client = flight.FlightClient(self.location)
+            try:
+                list(client.do_action(flight.Action("healthcheck", b"{}"), flight.FlightCallOptions(timeout=5)))
+            except (flight.FlightUnavailableError, flight.FlightTimedOutError) as err:
+                raise FloeError(
+                    f"floe host unreachable at {self.location} (is `host serve` running there?): {err}"
+                ) from None
+            self._client = client
+        return self._client
+
+    def load(self, source_config: SourceConfig):
+        """A source as a streaming RecordBatchReader, never a materialized table."""
+        command = read_command(source_config)
+        what = f"source {source_config.name}.{source_config.identifier} (host table {command['table']})"
+        try:
+            info = self.client().get_flight_info(descriptor(command), self.options)
+            return self.client().do_get(info.endpoints[0].ticket, self.options).to_reader()
+        except (pa.ArrowException, flight.FlightError) as err:
+            raise FloeError(f"floe: {what}: {server_message(err)}") from None
+
+    def store(self, target_config: TargetConfig):
+        config = target_config.config
+        relation = target_config.relation
+        mode = choice(config, "mode", MODES)
+        command = {
+            "table": config.get("table") or f"{relation.schema}.{relation.identifier}",
+            "mode": mode,
+            "target": choice(config, "target", TARGETS),
+        }
+        transforms = config.get("transforms")
+        if transforms:
+            command["transforms"] = check_transforms(transforms)
+        location = target_config.location
+        if location is None or location.format != "parquet":
+            raise FloeError(f"floe: model {relation.identifier}: use format 'parquet' (the default) with plugin floe")
+        source = pq.ParquetFile(location.path)
+        # The host commits only if exactly this many rows arrive: an upload cut
+        # short (a client stopped mid-way) commits nothing.
+        command["expect_rows"] = source.metadata.num_rows
+        try:
+            writer, reader = self.client().do_put(descriptor(command), source.schema_arrow, self.options)
+            for batch in source.iter_batches(batch_size=65_536):
+                writer.write_batch(batch)
+            writer.done_writing()
+            result = reader.read()
+            writer.close()
+        except (pa.ArrowException, flight.FlightError) as err:
+            raise FloeError(f"floe: model {relation.identifier} -> {command['table']}: {server_message(err)}") from None
+        return json.loads(result.to_pybytes()) if result is not None else {}
+
+
+def descriptor(command: dict) -> flight.FlightDescriptor:
+    return flight.FlightDescriptor.for_command(json.dumps(command))
+
+
+def read_command(source: SourceConfig) -> dict:
+    table = source.get("table") or f"{source.schema}.{source.identifier}"
+    command: dict = {"table": table}
+    columns = first(source, "columns", "selected_fields")
+    if columns is not None:
+        if isinstance(columns, str):
+            columns = [c.strip() for c in columns.split(",") if c.strip()]
+        if not isinstance(columns, (list, tuple)) or not all(isinstance(c, str) for c in columns) or not columns:
+            raise FloeError(f"floe: source {source.name}.{source.identifier}: 'columns' must be a list of column names")
+        command["columns"] = list(columns)
+    row_filter = first(source, "filter", "row_filter")
+    if row_filter is not None:
+        if not isinstance(row_filter, str):
+            raise FloeError(f"floe: source {source.name}.{source.identifier}: 'filter' must be a SQL expression string")
+        command["filter"] = row_filter
+    for key in ("snapshot_id", "limit"):
+        value = source.get(key)
+        if value not in (None, ""):
+            try:
+                command[key] = int(value)
+            except (TypeError, ValueError):
+                raise FloeError(f"floe: source {source.name}.{source.identifier}: '{key}' must be an integer, not {value!r}") from None
+    if source.get("as_of") not in (None, ""):
+        command["as_of"] = str(source.get("as_of"))
+    if source.get("transforms"):
+        command["transforms"] = check_transforms(source.get("transforms"))
+    return command
+
+
+def first(source: SourceConfig, key: str, alias: str):
+    return source.get(key) if source.get(key) is not None else source.get(alias)
+
+
+def choice(config, key: str, allowed: tuple) -> str:
+    value = config.get(key) or allowed[0]
+    if value not in allowed:
+        raise FloeError(f"floe: '{key}' must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def check_transforms(transforms) -> list:
+    if not isinstance(transforms, list) or not all(isinstance(t, dict) and "plugin" in t for t in transforms):
+        raise FloeError("floe: 'transforms' must be a list of {plugin: name, args: {...}}")
+    return [{"plugin": t["plugin"], "args": t.get("args") or {}} for t in transforms]
+
+
+def server_message(err: Exception) -> str:
+    """The host's message without gRPC's debug context."""
+    text = str(err)
+    for marker in ("with message: ", "message: "):
+        if marker in text:
+            text = text.split(marker, 1)[1]
+            break
+    return text.split(". gRPC client debug context")[0].strip()
