@@ -137,14 +137,17 @@ impl Scope {
         futures::stream::unfold(Some((self, items)), move |state| async move {
             let (scope, mut items) = state?;
             let quiet = idle.map_or(scope.deadline, |idle| Instant::now() + idle);
+            // `biased`, bounds first: a stream that always has an item ready still
+            // ends at its deadline, and at the deadline its error wins over the idle one.
             let outcome = tokio::select! {
-                item = items.next() => item.map(|item| (item, false)),
+                biased;
                 _ = tokio::time::sleep_until(scope.deadline) => Some((Err(scope.expired(what)), true)),
-                _ = tokio::time::sleep_until(quiet) => Some((Err(Error::DeadlineExceeded(format!(
+                _ = scope.stop.cancelled() => Some((Err(stopping(what)), true)),
+                _ = tokio::time::sleep_until(quiet), if idle.is_some() => Some((Err(Error::DeadlineExceeded(format!(
                     "{what} sent nothing for {:?} (--idle-upload-timeout); nothing was committed",
                     idle.unwrap_or_default()
                 ))), true)),
-                _ = scope.stop.cancelled() => Some((Err(stopping(what)), true)),
+                item = items.next() => item.map(|item| (item, false)),
             };
             let (item, last) = outcome?;
             Some((item, (!last).then_some((scope, items))))
