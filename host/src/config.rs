@@ -266,17 +266,22 @@ impl ServerSettings {
     }
 }
 
+const DEFAULT_REQUEST_TIMEOUT_SECS: f64 = 900.0;
+const DEFAULT_MAX_CONCURRENT_QUERIES: u32 = 16;
+const DEFAULT_QUEUE_TIMEOUT_SECS: f64 = 5.0;
+const DEFAULT_IDLE_UPLOAD_TIMEOUT_SECS: f64 = 300.0;
+
 /// What one request, and all of them together, may use.
 #[derive(Debug, Clone, Args)]
 pub struct RequestLimits {
     /// The longest a request may run, in seconds; a client's shorter gRPC deadline
     /// wins. Past it the request's query and plugins are stopped (DeadlineExceeded).
-    #[arg(long, value_name = "SECS", env = "FLOE_REQUEST_TIMEOUT", default_value_t = 900.0,
+    #[arg(long, value_name = "SECS", env = "FLOE_REQUEST_TIMEOUT", default_value_t = DEFAULT_REQUEST_TIMEOUT_SECS,
           value_parser = seconds)]
     pub request_timeout: f64,
     /// Queries DuckDB runs at once; more wait up to --queue-timeout, then are
     /// refused (ResourceExhausted).
-    #[arg(long, value_name = "N", env = "FLOE_MAX_CONCURRENT_QUERIES", default_value_t = 16,
+    #[arg(long, value_name = "N", env = "FLOE_MAX_CONCURRENT_QUERIES", default_value_t = DEFAULT_MAX_CONCURRENT_QUERIES,
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_concurrent_queries: u32,
     /// Requests running WASM plugins at once [default: half the cores, at least 1];
@@ -285,12 +290,12 @@ pub struct RequestLimits {
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_concurrent_plugins: Option<u32>,
     /// How long a request waits for a query or plugin slot, in seconds.
-    #[arg(long, value_name = "SECS", env = "FLOE_QUEUE_TIMEOUT", default_value_t = 5.0,
+    #[arg(long, value_name = "SECS", env = "FLOE_QUEUE_TIMEOUT", default_value_t = DEFAULT_QUEUE_TIMEOUT_SECS,
           value_parser = seconds)]
     pub queue_timeout: f64,
     /// An upload that sends nothing for this long is aborted (nothing committed),
     /// in seconds.
-    #[arg(long, value_name = "SECS", env = "FLOE_IDLE_UPLOAD_TIMEOUT", default_value_t = 300.0,
+    #[arg(long, value_name = "SECS", env = "FLOE_IDLE_UPLOAD_TIMEOUT", default_value_t = DEFAULT_IDLE_UPLOAD_TIMEOUT_SECS,
           value_parser = seconds)]
     pub idle_upload_timeout: f64,
 }
@@ -317,11 +322,11 @@ impl RequestLimits {
 impl Default for RequestLimits {
     fn default() -> Self {
         Self {
-            request_timeout: 900.0,
-            max_concurrent_queries: 16,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT_SECS,
+            max_concurrent_queries: DEFAULT_MAX_CONCURRENT_QUERIES,
             max_concurrent_plugins: None,
-            queue_timeout: 5.0,
-            idle_upload_timeout: 300.0,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT_SECS,
+            idle_upload_timeout: DEFAULT_IDLE_UPLOAD_TIMEOUT_SECS,
         }
     }
 }
