@@ -34,16 +34,19 @@ class Host:
         port: int | None = None,
         serve_args: list[str] | None = None,
         env: dict[str, str] | None = None,
+        probe: bool = True,
     ):
         """`serve -w warehouse -p port *args`, or exactly `serve_args` (which must
         then name the same warehouse and port, e.g. through --config or the
-        environment); `env` is added to this process's environment."""
+        environment); `env` is added to this process's environment. Without `probe`
+        (a TLS host, say), readiness is the log's "listening" line, not a call."""
         self.warehouse = Path(warehouse)
         self.port = port or free_port()
         self.log_path = self.warehouse.parent / f"host-{self.port}.log"
         self.args = serve_args or ["serve", "-w", str(self.warehouse), "-p", str(self.port), *args]
         self.proc: subprocess.Popen | None = None
         self.env = {**os.environ, **(env or {})}
+        self.probe = probe
 
     @property
     def location(self) -> str:
@@ -57,9 +60,16 @@ class Host:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"host exited with {self.proc.returncode}:\n{self.log()}")
+            if not self.probe:
+                if "floe host listening" in self.log():
+                    return self
+                time.sleep(0.1)
+                continue
             try:
                 Client(self.location).action("healthcheck")
                 return self
+            except flight.FlightUnauthenticatedError:
+                return self  # up, and it wants credentials
             except flight.FlightUnavailableError:
                 time.sleep(0.1)
         raise TimeoutError(f"host did not answer within {timeout}s:\n{self.log()}")
@@ -86,8 +96,20 @@ class Host:
 
 
 class Client:
-    def __init__(self, location: str):
-        self.flight = flight.FlightClient(location)
+    """Calls to one host. With `user` and `password` it authenticates once (Flight
+    Handshake) and sends the bearer token it gets on every call; with `token` (a
+    service token from `host tokens create`) it sends that."""
+
+    def __init__(self, location: str, *, user: str | None = None, password: str | None = None,
+                 token: str | None = None, tls_root_certs: bytes | None = None):
+        kwargs = {"tls_root_certs": tls_root_certs} if tls_root_certs else {}
+        self.flight = flight.FlightClient(location, **kwargs)
+        headers = []
+        if user is not None:
+            headers.append(self.flight.authenticate_basic_token(user, password or ""))
+        elif token is not None:
+            headers.append((b"authorization", b"Bearer " + token.encode()))
+        self.options = flight.FlightCallOptions(headers=headers)
 
     def put(self, command: dict | list, data: pa.Table | pa.RecordBatchReader, max_chunksize: int | None = None) -> dict:
         """Upload `data` with DoPut; returns the PutResult's JSON. A table's row
@@ -99,7 +121,7 @@ class Client:
             if isinstance(command, list)
             else flight.FlightDescriptor.for_command(json.dumps(command))
         )
-        writer, reader = self.flight.do_put(descriptor, data.schema)
+        writer, reader = self.flight.do_put(descriptor, data.schema, self.options)
         if isinstance(data, pa.Table):
             writer.write_table(data, max_chunksize=max_chunksize)
         else:
@@ -111,19 +133,19 @@ class Client:
         return json.loads(result.to_pybytes()) if result is not None else {}
 
     def info(self, command: dict) -> flight.FlightInfo:
-        return self.flight.get_flight_info(flight.FlightDescriptor.for_command(json.dumps(command)))
+        return self.flight.get_flight_info(flight.FlightDescriptor.for_command(json.dumps(command)), self.options)
 
     def read(self, command: dict) -> pa.Table:
         """GetFlightInfo, then DoGet on its ticket."""
         info = self.info(command)
-        return self.flight.do_get(info.endpoints[0].ticket).read_all()
+        return self.flight.do_get(info.endpoints[0].ticket, self.options).read_all()
 
     def get(self, command: dict) -> pa.Table:
         """DoGet with the command as the ticket, no planning round trip."""
-        return self.flight.do_get(flight.Ticket(json.dumps(command).encode())).read_all()
+        return self.flight.do_get(flight.Ticket(json.dumps(command).encode()), self.options).read_all()
 
     def action(self, name: str, body: dict | None = None):
-        results = list(self.flight.do_action(flight.Action(name, json.dumps(body or {}).encode())))
+        results = list(self.flight.do_action(flight.Action(name, json.dumps(body or {}).encode()), self.options))
         return json.loads(results[0].body.to_pybytes())
 
     def rows(self, table: str) -> int:

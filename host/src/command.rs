@@ -253,6 +253,14 @@ impl ReadCommand {
             ReadCommand::Sql(read) => &read.transforms,
         }
     }
+
+    /// What a log line says the read is of: its table, or `sql`.
+    pub fn describe(&self) -> String {
+        match self {
+            ReadCommand::Table(read) => read.table.to_string(),
+            ReadCommand::Sql(_) => "sql".into(),
+        }
+    }
 }
 
 impl PutCommand {

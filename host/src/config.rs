@@ -242,6 +242,33 @@ pub struct ServerSettings {
     #[arg(long, value_name = "SECS", env = "FLOE_IDLE_CONNECTION_TIMEOUT", default_value_t = 60.0,
           value_parser = seconds)]
     pub idle_connection_timeout: f64,
+    /// Serve clients without credentials even off loopback, when the warehouse has no
+    /// users or service tokens (on loopback they are served anyway until the first
+    /// user is added).
+    #[arg(long, env = "FLOE_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
+    /// How long a bearer token from Handshake is valid, in seconds.
+    #[arg(long, value_name = "SECS", env = "FLOE_TOKEN_TTL", default_value_t = 3600.0,
+          value_parser = seconds)]
+    pub token_ttl: f64,
+    /// Serve TLS (`grpc+tls://`) with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", env = "FLOE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", env = "FLOE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require clients to present a certificate signed by this CA (PEM): mutual TLS.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "FLOE_TLS_CLIENT_CA",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9816)
+    /// [default: off].
+    #[arg(long, value_name = "ADDR:PORT", env = "FLOE_METRICS_ADDRESS")]
+    pub metrics_address: Option<SocketAddr>,
     /// Concurrent requests (HTTP/2 streams) one connection may have open.
     #[arg(long, value_name = "N", env = "FLOE_MAX_STREAMS_PER_CONNECTION", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -263,6 +290,47 @@ impl ServerSettings {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs_f64(self.shutdown_grace)
+    }
+
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs_f64(self.token_ttl)
+    }
+
+    /// The server's TLS configuration, read from the PEM files; None without --tls-cert.
+    pub fn tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read(path)
+                .with_context(|| format!("reading the TLS {what} {}", path.display()))
+        };
+        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+            read(cert, "certificate (--tls-cert)")?,
+            read(key, "key (--tls-key)")?,
+        ));
+        if let Some(ca) = &self.tls_client_ca {
+            tls = tls.client_ca_root(Certificate::from_pem(read(
+                ca,
+                "client CA (--tls-client-ca)",
+            )?));
+        }
+        Ok(Some(tls))
+    }
+
+    /// `grpc` or `grpc+tls`, as clients write it.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_cert.is_some() {
+            "grpc+tls"
+        } else {
+            "grpc"
+        }
+    }
+
+    /// Whether clients without credentials are served while no principal exists.
+    pub fn serves_anonymous(&self) -> bool {
+        self.address.is_loopback() || self.allow_anonymous
     }
 }
 

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 
+use crate::access;
+use crate::auth::{Auth, Credentials, Principal, Role};
 use crate::command::{TableName, Target, Transform};
 use crate::engines::Lakehouse;
 use crate::error::Result;
@@ -24,20 +26,38 @@ pub struct Core {
     pub(crate) lakehouse: Arc<Lakehouse>,
     pub(crate) plugins: Arc<Plugins>,
     pub(crate) limits: Limits,
+    auth: Auth,
 }
 
 impl Core {
-    pub fn new(lakehouse: Arc<Lakehouse>, plugins: Arc<Plugins>, limits: Limits) -> Self {
+    pub fn new(
+        lakehouse: Arc<Lakehouse>,
+        plugins: Arc<Plugins>,
+        limits: Limits,
+        auth: Auth,
+    ) -> Self {
         Self {
             lakehouse,
             plugins,
             limits,
+            auth,
         }
     }
 
-    /// The scope of a new request; `client_timeout` is the deadline its client set.
-    pub fn scope(&self, client_timeout: Option<Duration>) -> Scope {
-        self.limits.scope(client_timeout)
+    /// Who sent `credentials` (Unauthenticated when nobody the host knows).
+    pub async fn authenticate(&self, credentials: Credentials) -> Result<Principal> {
+        self.auth.authenticate(credentials).await
+    }
+
+    /// A user's password for a bearer token (Flight's Handshake).
+    pub async fn login(&self, user: &str, password: &str) -> Result<(Principal, String)> {
+        self.auth.login(user, password).await
+    }
+
+    /// The scope of a new request from `principal`; `client_timeout` is the
+    /// deadline its client set.
+    pub fn scope(&self, principal: Principal, client_timeout: Option<Duration>) -> Scope {
+        self.limits.scope(Arc::new(principal), client_timeout)
     }
 
     /// Stop every running request: the end of a shutdown's grace period.
@@ -65,23 +85,33 @@ impl Core {
         self.lakehouse.iceberg_reader().0
     }
 
-    pub async fn list_tables(&self) -> Result<Vec<TableInfo>> {
-        self.lakehouse.list_tables().await
+    /// The tables the principal may read.
+    pub async fn list_tables(&self, scope: &Scope) -> Result<Vec<TableInfo>> {
+        let principal = scope.principal();
+        let mut tables = self.lakehouse.list_tables().await?;
+        tables.retain(|t| principal.may(Role::Read, &t.name.namespace));
+        Ok(tables)
     }
 
-    pub async fn drop_table(&self, table: &TableName) -> Result<Target> {
-        self.lakehouse.drop_table(table).await
+    pub async fn drop_table(&self, table: &TableName, scope: &Scope) -> Result<Target> {
+        access::check_admin(scope.principal(), "drop tables")?;
+        let target = self.lakehouse.drop_table(table).await?;
+        tracing::info!(principal = %scope.principal().name, %table, "table dropped");
+        Ok(target)
     }
 
-    pub async fn snapshots(&self, table: &TableName) -> Result<Vec<SnapshotInfo>> {
+    pub async fn snapshots(&self, table: &TableName, scope: &Scope) -> Result<Vec<SnapshotInfo>> {
+        access::check_read(scope.principal(), table)?;
         self.lakehouse.snapshots(table).await
     }
 
-    pub async fn compact(&self, table: &TableName) -> Result<Option<Compacted>> {
+    pub async fn compact(&self, table: &TableName, scope: &Scope) -> Result<Option<Compacted>> {
+        access::check_admin(scope.principal(), "compact tables")?;
         self.lakehouse.compact(table).await
     }
 
-    pub fn list_plugins(&self) -> Result<Vec<Entry>> {
+    pub fn list_plugins(&self, scope: &Scope) -> Result<Vec<Entry>> {
+        access::check_compute(scope.principal())?;
         self.plugins.registry().list()
     }
 }

@@ -13,6 +13,8 @@ pub enum Error {
     #[error("{0}")]
     AlreadyExists(String),
     #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
     PermissionDenied(String),
     #[error("{0}")]
     ResourceExhausted(String),
@@ -55,6 +57,7 @@ impl Error {
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
             Error::AlreadyExists(_) => Code::AlreadyExists,
+            Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,

@@ -10,12 +10,16 @@
 //!   (Iceberg tables in a SQL catalog, DuckDB for reads and native tables; all SQL
 //!   text in `engines::duckdb::sql`);
 //! - [`plugins`]: WASM transform plugins (registry, wasmtime runtime, sandbox, chains);
+//! - [`auth`]: who a request comes from (users, tokens, the Handshake); [`access`]:
+//!   what that principal may do, checked by the use cases;
 //! - [`limits`]: every request's deadline and the bounded pools of query and plugin
 //!   slots;
 //! - [`command`]: the JSON commands clients send; [`config`]: every setting, declared
 //!   once; [`error`]; [`blocking`];
 //! - [`cli`]: the `host` binary's edge.
 
+pub mod access;
+pub mod auth;
 pub mod blocking;
 pub mod cli;
 pub mod command;
@@ -25,6 +29,7 @@ pub mod engines;
 pub mod error;
 pub mod flight;
 pub mod limits;
+pub mod metrics;
 pub mod plugins;
 pub mod read;
 pub mod write;

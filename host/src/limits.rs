@@ -1,6 +1,6 @@
 //! Every request ends and every shared resource is bounded.
 //!
-//! A request runs in a [`Scope`]: a deadline (the host's `--request-timeout`, or the
+//! A request runs in a [`Scope`]: its principal (who asks), a deadline (the host's `--request-timeout`, or the
 //! client's shorter gRPC deadline) and the host's shutdown. Past either, the scope
 //! drops the work it wraps, and dropping is what stops it: a query's DuckDB
 //! connection is interrupted, a plugin chain's guests are trapped, an upload stream
@@ -16,6 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Principal;
 use crate::config::RequestLimits;
 use crate::error::{Error, Result};
 
@@ -42,14 +43,16 @@ impl Limits {
         }
     }
 
-    /// The scope of one request; `client_timeout` is its gRPC deadline, if it sent one.
-    pub fn scope(&self, client_timeout: Option<Duration>) -> Scope {
+    /// The scope of one request from `principal`; `client_timeout` is its gRPC
+    /// deadline, if it sent one.
+    pub fn scope(&self, principal: Arc<Principal>, client_timeout: Option<Duration>) -> Scope {
         let timeout = self.settings.request_timeout();
         let (timeout, whose) = match client_timeout {
             Some(client) if client < timeout => (client, "the client's deadline"),
             _ => (timeout, "the host's --request-timeout"),
         };
         Scope {
+            principal,
             deadline: Instant::now() + timeout,
             timeout,
             whose,
@@ -86,9 +89,10 @@ impl Limits {
     }
 }
 
-/// When one request must end.
+/// Whose one request is, and when it must end.
 #[derive(Clone)]
 pub struct Scope {
+    principal: Arc<Principal>,
     deadline: Instant,
     timeout: Duration,
     whose: &'static str,
@@ -97,6 +101,10 @@ pub struct Scope {
 }
 
 impl Scope {
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
     /// `work` to its end, or an error at the deadline or shutdown (`work` is
     /// dropped, which stops it).
     pub async fn run<T>(&self, what: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
@@ -218,7 +226,10 @@ mod tests {
     #[tokio::test]
     async fn a_stream_past_its_deadline_ends_in_an_error() {
         let limits = Limits::new(RequestLimits::default());
-        let scope = limits.scope(Some(Duration::from_millis(50)));
+        let scope = limits.scope(
+            Arc::new(Principal::anonymous()),
+            Some(Duration::from_millis(50)),
+        );
         let forever = futures::stream::pending::<Result<()>>();
         let items: Vec<_> = scope.stream("the read", forever).collect().await;
         assert!(matches!(

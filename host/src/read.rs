@@ -35,6 +35,7 @@ impl Core {
     pub async fn plan_read(&self, command: ReadCommand, scope: &Scope) -> Result<PlannedRead> {
         scope
             .run("planning the read", async {
+                self.check_read(scope.principal(), &command).await?;
                 let plan = self.lakehouse.plan_read(command).await?;
                 let ticket = plan.ticket.clone();
                 let (_, chain) = self.bind(plan).await?;
@@ -49,7 +50,12 @@ impl Core {
     /// The read, running within `scope`: past its deadline the query and its
     /// plugins are stopped and the stream ends in an error.
     pub async fn read(&self, command: ReadCommand, scope: Scope) -> Result<Batches> {
-        let batches = scope.run("the read", self.start_read(command)).await?;
+        let batches = scope
+            .run("the read", async {
+                self.check_read(scope.principal(), &command).await?;
+                self.start_read(command).await
+            })
+            .await?;
         Ok(Batches {
             schema: batches.schema,
             stream: scope.stream("the read", batches.stream),

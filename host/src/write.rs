@@ -9,6 +9,7 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
+use crate::access;
 use crate::command::{ExchangeCommand, PutCommand};
 use crate::core::Core;
 use crate::engines::{WriteHandle, Written};
@@ -33,7 +34,9 @@ impl Core {
     where
         S: Stream<Item = Result<RecordBatch>> + Send + 'static,
     {
+        access::check_write(scope.principal(), &command.table)?;
         check_columns(&schema)?;
+        let _active = ActiveUpload::new();
         let batches =
             scope
                 .clone()
@@ -75,6 +78,7 @@ impl Core {
     where
         S: Stream<Item = Result<RecordBatch>> + Send + 'static,
     {
+        access::check_compute(scope.principal())?;
         check_columns(&schema)?;
         let chain = scope
             .run(
@@ -189,4 +193,24 @@ where
         .await
         .map_err(|err| Error::internal(format!("the upload's writer failed: {err}")))?;
     Ok((handle, written.and(received)))
+}
+
+/// Counted in `floe_active_uploads` while it lives.
+struct ActiveUpload;
+
+impl ActiveUpload {
+    fn new() -> Self {
+        crate::metrics::metrics()
+            .active_uploads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for ActiveUpload {
+    fn drop(&mut self) {
+        crate::metrics::metrics()
+            .active_uploads
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }

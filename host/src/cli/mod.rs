@@ -4,16 +4,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::{self, DuckSettings, SandboxSettings, Settings, Warehouse};
+use crate::auth::Auth;
+use crate::config::{self, DuckSettings, SandboxSettings, ServerSettings, Settings, Warehouse};
 use crate::core::Core;
 use crate::engines::Lakehouse;
 use crate::limits::Limits;
 use crate::plugins::Plugins;
 
 mod plugins;
+mod security;
 
 /// floe: an Arrow Flight host for Iceberg and DuckDB tables.
 ///
@@ -23,8 +25,24 @@ mod plugins;
 #[derive(Debug, Parser)]
 #[command(name = "host", version, propagate_version = true)]
 pub struct Cli {
+    /// Log lines as text, or as one JSON object per line (with each RPC's span:
+    /// principal, table, rows, bytes, duration, status).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "FLOE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,6 +59,12 @@ enum Command {
     /// sees changes on its next request.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Add, list and remove the users who may connect, and change their passwords.
+    #[command(subcommand)]
+    Users(security::UsersCommand),
+    /// Create, list and revoke service tokens for unattended clients.
+    #[command(subcommand)]
+    Tokens(security::TokensCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,13 +142,16 @@ fn version() -> String {
 
 pub fn run() -> anyhow::Result<()> {
     let cli = parse()?;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,iceberg=warn,sqlx=warn".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -134,6 +161,8 @@ pub fn run() -> anyhow::Result<()> {
             Command::Doctor(args) => doctor(args).await,
             Command::Tables(TablesCommand::List(args)) => list_tables(args).await,
             Command::Plugins(command) => plugins::run(command),
+            Command::Users(command) => security::users(command),
+            Command::Tokens(command) => security::tokens(command),
         }
     });
     // An interrupted query may take a moment to notice: do not wait on it forever.
@@ -185,10 +214,49 @@ async fn serve(args: Settings) -> anyhow::Result<()> {
         duckdb_threads = args.duck.threads(),
         "limits"
     );
+    let auth = Auth::new(
+        &args.warehouse.dir()?,
+        args.server.serves_anonymous(),
+        args.server.token_ttl(),
+    );
+    check_exposure(&args.server, &auth)?;
     let limits = Limits::new(args.limits.clone());
-    let core = Arc::new(Core::new(Arc::new(lakehouse), Arc::new(plugins), limits));
+    let core = Arc::new(Core::new(
+        Arc::new(lakehouse),
+        Arc::new(plugins),
+        limits,
+        auth,
+    ));
+    if let Some(addr) = args.server.metrics_address {
+        crate::metrics::serve(addr).await?;
+    }
     let stopping = shutdown(core.clone(), args.server.shutdown_grace())?;
     crate::flight::serve(&args.server, core, stopping).await
+}
+
+/// A host off loopback with nobody to authenticate would serve anyone who reaches it:
+/// refuse to start, unless told to with `--allow-anonymous`.
+fn check_exposure(server: &ServerSettings, auth: &Auth) -> anyhow::Result<()> {
+    let principals = auth.store().current()?;
+    let address = server.address;
+    if principals.is_empty() && !address.is_loopback() {
+        if !server.allow_anonymous {
+            bail!(
+                "refusing to serve {address} without users: anyone who reaches the port could \
+                 read, write and drop every table. Add one first, e.g.\n  \
+                 host users add admin --grant admin -w WAREHOUSE\n\
+                 or serve everyone anyway with --allow-anonymous"
+            );
+        }
+        tracing::warn!(%address, "--allow-anonymous: ANYONE who reaches this host may read, write and drop every table");
+    }
+    tracing::info!(
+        users = principals.users.len(),
+        service_tokens = principals.tokens.len(),
+        anonymous = auth.serves_anonymous()?,
+        "authentication"
+    );
+    Ok(())
 }
 
 /// Resolves at the first SIGTERM or SIGINT, so the server stops accepting and
@@ -246,6 +314,24 @@ async fn doctor(args: Settings) -> anyhow::Result<()> {
         crate::plugins::Registry::new(&dir).list()?.len()
     );
     println!("listen:          {}", args.server.listen_addr());
+    println!(
+        "tls:             {}",
+        match (&args.server.tls_cert, &args.server.tls_client_ca) {
+            (None, _) => "off (grpc://)".to_string(),
+            (Some(cert), None) => format!("{} (grpc+tls://)", cert.display()),
+            (Some(cert), Some(ca)) => format!(
+                "{} (grpc+tls://, client CA {})",
+                cert.display(),
+                ca.display()
+            ),
+        }
+    );
+    println!(
+        "metrics:         {}",
+        args.server
+            .metrics_address
+            .map_or("off".into(), |a| format!("http://{a}/metrics"))
+    );
     println!("max message:     {} MiB", args.server.max_message_mib);
     println!("plugin deadline: {:?}", limits.deadline);
     println!("plugin memory:   {} MiB", limits.memory_bytes >> 20);
@@ -261,6 +347,18 @@ async fn doctor(args: Settings) -> anyhow::Result<()> {
     println!("idle connection: {:?}", server.idle_connection_timeout());
     println!("streams per conn:{:>2}", server.max_streams_per_connection);
     println!("shutdown grace:  {:?}", server.shutdown_grace());
+    let principals = crate::auth::Store::new(&dir).current()?;
+    println!(
+        "principals:      {} users, {} service tokens{}",
+        principals.users.len(),
+        principals.tokens.len(),
+        if principals.is_empty() && server.serves_anonymous() {
+            " (anonymous clients are served)"
+        } else {
+            ""
+        }
+    );
+    println!("token ttl:       {:?}", server.token_ttl());
     Ok(())
 }
 

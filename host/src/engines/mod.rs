@@ -26,6 +26,7 @@ use crate::command::{TableName, Target};
 use crate::config::DuckSettings;
 use crate::error::{Context, Error, Result};
 
+pub use self::duckdb::References;
 pub use plan::ReadPlan;
 pub use write::{WriteHandle, Written};
 
@@ -80,8 +81,7 @@ impl Lakehouse {
     pub async fn open(warehouse: &Path, duck: &DuckSettings) -> Result<Self> {
         std::fs::create_dir_all(warehouse)
             .with_context(|| format!("creating the warehouse {}", warehouse.display()))?;
-        let iceberg =
-            IcebergEngine::open(&catalog_path(warehouse), &warehouse.join("iceberg")).await?;
+        let iceberg = IcebergEngine::open(&catalog_path(warehouse), &tables_dir(warehouse)).await?;
         let duck = DuckEngine::open(warehouse, duck).await?;
         // Views left by an earlier run are re-pointed, or dropped if their table is gone.
         let known = duck
@@ -124,6 +124,19 @@ impl Lakehouse {
     /// The result schema of a planned query, without running it.
     pub async fn schema_of(&self, query: &Query) -> Result<SchemaRef> {
         self.duck.schema_of(query).await
+    }
+
+    /// What a client's SQL reads (its internal names refused), from DuckDB's parser.
+    pub async fn sql_references(&self, sql: &str) -> Result<References> {
+        self.duck.references(sql).await
+    }
+
+    pub async fn table_exists(&self, name: &TableName) -> Result<bool> {
+        match self.locate(name).await {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(err) => Err(err),
+        }
     }
 
     /// Run a planned query, streaming its result.
@@ -332,6 +345,11 @@ impl Lakehouse {
 }
 
 /// The SQL catalog's database file in a warehouse.
+/// Where Iceberg tables keep their files: all that DuckDB may read.
+pub fn tables_dir(warehouse: &Path) -> PathBuf {
+    warehouse.join("iceberg")
+}
+
 fn catalog_path(warehouse: &Path) -> PathBuf {
     warehouse.join("catalog.db")
 }

@@ -15,19 +15,23 @@ pub async fn run(core: &Core, request: ActionRequest, scope: Scope) -> Result<Va
             "version": env!("CARGO_PKG_VERSION"),
             "iceberg_reader": core.iceberg_reader(),
         }),
-        ActionRequest::ListTables => {
-            Value::Array(core.list_tables().await?.iter().map(table_json).collect())
-        }
+        ActionRequest::ListTables => Value::Array(
+            core.list_tables(&scope)
+                .await?
+                .iter()
+                .map(table_json)
+                .collect(),
+        ),
         ActionRequest::GetSchema(command) => {
             let planned = core.plan_read(command, &scope).await?;
             json!({ "schema": schema_json::to_json(&planned.schema) })
         }
         ActionRequest::DropTable(table) => {
-            let target = core.drop_table(&table).await?;
+            let target = core.drop_table(&table, &scope).await?;
             json!({ "dropped": table, "target": target })
         }
         ActionRequest::CompactTable(table) => {
-            let compacted = core.compact(&table).await?;
+            let compacted = core.compact(&table, &scope).await?;
             json!({
                 "table": table,
                 "compacted": compacted.is_some(),
@@ -36,10 +40,11 @@ pub async fn run(core: &Core, request: ActionRequest, scope: Scope) -> Result<Va
             })
         }
         ActionRequest::ListSnapshots(table) => {
-            serde_json::to_value(core.snapshots(&table).await?).expect("snapshots serialize")
+            serde_json::to_value(core.snapshots(&table, &scope).await?)
+                .expect("snapshots serialize")
         }
         ActionRequest::ListPlugins => {
-            serde_json::to_value(core.list_plugins()?).expect("plugin entries serialize")
+            serde_json::to_value(core.list_plugins(&scope)?).expect("plugin entries serialize")
         }
     })
 }

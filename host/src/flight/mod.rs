@@ -5,6 +5,7 @@
 
 mod actions;
 mod connection;
+mod observe;
 mod request;
 mod schema_json;
 mod service;
@@ -24,18 +25,23 @@ pub use service::FloeService;
 use crate::config::ServerSettings;
 use crate::core::Core;
 
+const MAX_HEADER_LIST_BYTES: u32 = 2 << 20;
+
 /// Serve Flight on the configured address until `shutdown` resolves.
 pub async fn serve(
     settings: &ServerSettings,
     core: Arc<Core>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let tls = settings.tls()?;
     let addr = settings.listen_addr();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|err| anyhow::anyhow!("cannot listen on {addr}: {err}"))?;
     let local = listener.local_addr()?;
-    tracing::info!(address = %local, "floe host listening (grpc://{local})");
+    let scheme = settings.scheme();
+    tracing::info!(address = %local, tls = tls.is_some(), mutual_tls = settings.tls_client_ca.is_some(),
+        "floe host listening ({scheme}://{local})");
     let service = FlightServiceServer::new(FloeService::new(core))
         .max_decoding_message_size(settings.max_message_bytes())
         .max_encoding_message_size(settings.max_message_bytes());
@@ -44,10 +50,25 @@ pub async fn serve(
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .map_ok(move |tcp| IdleTimeout::new(tcp, idle));
-    tonic::transport::Server::builder()
+    // The standard gRPC health service, beside Flight, for load balancers and probes.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<FlightServiceServer<FloeService>>()
+        .await;
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls)
+            .map_err(|err| anyhow::anyhow!("the TLS certificate or key is not usable: {err}"))?;
+    }
+    server
+        // Room for an oversized `authorization` header to reach the host, which
+        // answers it with a message instead of a reset stream.
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .http2_keepalive_interval(Some(idle / 3))
         .http2_keepalive_timeout(Some(idle / 3))
         .max_concurrent_streams(settings.max_streams_per_connection)
+        .add_service(health_service)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

@@ -51,6 +51,21 @@ pub enum ActionRequest {
     ListPlugins,
 }
 
+impl ActionRequest {
+    /// The action's name, and the table it is about (if any), for the RPC's record.
+    pub fn describe(&self) -> (&'static str, Option<String>) {
+        match self {
+            ActionRequest::Healthcheck => ("healthcheck", None),
+            ActionRequest::ListTables => ("list_tables", None),
+            ActionRequest::GetSchema(command) => ("get_schema", Some(command.describe())),
+            ActionRequest::DropTable(table) => ("drop_table", Some(table.to_string())),
+            ActionRequest::CompactTable(table) => ("compact_table", Some(table.to_string())),
+            ActionRequest::ListSnapshots(table) => ("list_snapshots", Some(table.to_string())),
+            ActionRequest::ListPlugins => ("list_plugins", None),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TableArg {

@@ -7,14 +7,19 @@ use std::sync::Arc;
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
-    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
-    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket,
+    Action, ActionType, BasicAuth, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint,
+    FlightInfo, HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaAsIpc,
+    SchemaResult, Ticket,
 };
 use futures::Stream;
 use futures::stream::{BoxStream, StreamExt};
+use prost::Message as _;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
 
+use super::observe::Call;
 use super::{actions, request, stream};
+use crate::auth::Credentials;
 use crate::command::{ReadCommand, TableRead};
 use crate::core::Core;
 use crate::error::{Error, Result};
@@ -32,10 +37,46 @@ impl FloeService {
         Self { core }
     }
 
-    /// The request's bounds: the host's limits and the client's gRPC deadline.
-    fn scope<T>(&self, request: &Request<T>) -> Scope {
-        self.core.scope(grpc_timeout(request.metadata()))
+    /// Who sent the request (its `authorization` header), and its bounds: the
+    /// host's limits and the client's gRPC deadline.
+    async fn scope<T>(&self, request: &Request<T>, call: &Call) -> Result<Scope> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes());
+        let principal = self
+            .core
+            .authenticate(Credentials::from_header(header)?)
+            .await?;
+        call.principal(&principal.name);
+        Ok(self.core.scope(principal, grpc_timeout(request.metadata())))
     }
+}
+
+/// The user and password of a Handshake: the `authorization: Basic` header
+/// (pyarrow's `authenticate_basic_token`, ADBC, JDBC) or a `BasicAuth` payload.
+async fn handshake_credentials(
+    request: Request<Streaming<HandshakeRequest>>,
+) -> Result<Credentials> {
+    let header = request
+        .metadata()
+        .get("authorization")
+        .map(|v| v.as_bytes());
+    let credentials = Credentials::from_header(header)?;
+    if credentials != Credentials::None {
+        return Ok(credentials);
+    }
+    let first = request.into_inner().message().await.ok().flatten();
+    let Some(first) = first.filter(|m| !m.payload.is_empty()) else {
+        return Ok(Credentials::None);
+    };
+    let basic = BasicAuth::decode(first.payload).map_err(|_| {
+        Error::Unauthenticated("the Handshake payload is not Flight's BasicAuth message".into())
+    })?;
+    Ok(Credentials::Basic {
+        user: basic.username,
+        password: basic.password,
+    })
 }
 
 fn once<T: Send + 'static>(item: T) -> RpcStream<T> {
@@ -58,18 +99,162 @@ impl FlightService for FloeService {
 
     async fn handshake(
         &self,
-        _request: Request<Streaming<HandshakeRequest>>,
+        request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
-        Err(Status::unimplemented(
-            "floe has no authentication yet: no handshake is needed",
-        ))
+        let call = Call::start("Handshake");
+        call.outcome(
+            self.serve_handshake(request, &call)
+                .instrument(call.span())
+                .await,
+        )
     }
 
     async fn list_flights(
         &self,
-        _request: Request<Criteria>,
+        request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        let tables = self.core.list_tables().await?;
+        let call = Call::start("ListFlights");
+        call.outcome(
+            self.serve_list_flights(request, &call)
+                .instrument(call.span())
+                .await,
+        )
+    }
+
+    async fn get_flight_info(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let call = Call::start("GetFlightInfo");
+        call.outcome(
+            self.serve_get_flight_info(request, &call)
+                .instrument(call.span())
+                .await,
+        )
+    }
+
+    async fn poll_flight_info(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
+        Err(Status::unimplemented(
+            "use GetFlightInfo: floe plans reads synchronously",
+        ))
+    }
+
+    async fn get_schema(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
+        let call = Call::start("GetSchema");
+        call.outcome(
+            self.serve_get_schema(request, &call)
+                .instrument(call.span())
+                .await,
+        )
+    }
+
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
+        let call = Call::start("DoGet");
+        call.outcome(
+            self.serve_do_get(request, &call)
+                .instrument(call.span())
+                .await,
+        )
+    }
+
+    async fn do_put(
+        &self,
+        request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        let call = Call::upload("DoPut");
+        call.outcome(
+            self.serve_do_put(request, &call)
+                .instrument(call.span())
+                .await,
+        )
+    }
+
+    async fn do_exchange(
+        &self,
+        request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        let call = Call::start("DoExchange");
+        call.outcome(
+            self.serve_do_exchange(request, &call)
+                .instrument(call.span())
+                .await,
+        )
+    }
+
+    async fn do_action(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
+        let call = Call::start("DoAction");
+        call.outcome(
+            self.serve_do_action(request, &call)
+                .instrument(call.span())
+                .await,
+        )
+    }
+
+    async fn list_actions(
+        &self,
+        request: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
+        let call = Call::start("ListActions");
+        call.outcome(
+            self.serve_list_actions(request, &call)
+                .instrument(call.span())
+                .await,
+        )
+    }
+}
+
+/// Each RPC's work; the trait above wraps it in its [`Call`] record.
+impl FloeService {
+    /// A user's password for a bearer token, in the `authorization` response header
+    /// and as the payload. On a host that serves anonymous clients, a Handshake
+    /// without credentials succeeds with no token.
+    async fn serve_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+        call: &Call,
+    ) -> Result<Response<BoxStream<'static, Result<HandshakeResponse, Status>>>, Status> {
+        let (user, password) = match handshake_credentials(request).await? {
+            Credentials::Basic { user, password } => (user, password),
+            other => {
+                call.principal(&self.core.authenticate(other).await?.name);
+                return Ok(Response::new(
+                    futures::stream::once(async { Ok(HandshakeResponse::default()) }).boxed(),
+                ));
+            }
+        };
+        let (principal, token) = self.core.login(&user, &password).await?;
+        call.principal(&principal.name);
+        let bearer = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| Error::internal("the token is not a header value"))?;
+        let reply = HandshakeResponse {
+            protocol_version: 0,
+            payload: token.into_bytes().into(),
+        };
+        let mut response = Response::new(futures::stream::once(async { Ok(reply) }).boxed());
+        response.metadata_mut().insert("authorization", bearer);
+        Ok(response)
+    }
+
+    async fn serve_list_flights(
+        &self,
+        request: Request<Criteria>,
+        call: &Call,
+    ) -> Result<Response<RpcStream<FlightInfo>>, Status> {
+        let scope = self.scope(&request, call).await?;
+        let tables = self.core.list_tables(&scope).await?;
         let infos = tables
             .into_iter()
             .map(|table| {
@@ -90,16 +275,16 @@ impl FlightService for FloeService {
         ))
     }
 
-    async fn get_flight_info(
+    async fn serve_get_flight_info(
         &self,
         request: Request<FlightDescriptor>,
+        call: &Call,
     ) -> Result<Response<FlightInfo>, Status> {
-        let scope = self.scope(&request);
+        let scope = self.scope(&request, call).await?;
         let descriptor = request.into_inner();
-        let planned = self
-            .core
-            .plan_read(request::read_command(&descriptor)?, &scope)
-            .await?;
+        let command = request::read_command(&descriptor)?;
+        call.table(&command.describe());
+        let planned = self.core.plan_read(command, &scope).await?;
         let info = FlightInfo::new()
             .try_with_schema(&planned.schema)
             .map_err(|err| Error::internal(format!("encoding the schema: {err}")))?
@@ -110,21 +295,14 @@ impl FlightService for FloeService {
         Ok(Response::new(info))
     }
 
-    async fn poll_flight_info(
-        &self,
-        _request: Request<FlightDescriptor>,
-    ) -> Result<Response<PollInfo>, Status> {
-        Err(Status::unimplemented(
-            "use GetFlightInfo: floe plans reads synchronously",
-        ))
-    }
-
-    async fn get_schema(
+    async fn serve_get_schema(
         &self,
         request: Request<FlightDescriptor>,
+        call: &Call,
     ) -> Result<Response<SchemaResult>, Status> {
-        let scope = self.scope(&request);
+        let scope = self.scope(&request, call).await?;
         let command = request::read_command(&request.into_inner())?;
+        call.table(&command.describe());
         let planned = self.core.plan_read(command, &scope).await?;
         let result = SchemaAsIpc::new(&planned.schema, &IpcWriteOptions::default())
             .try_into()
@@ -132,32 +310,44 @@ impl FlightService for FloeService {
         Ok(Response::new(result))
     }
 
-    async fn do_get(
+    async fn serve_do_get(
         &self,
         request: Request<Ticket>,
-    ) -> Result<Response<Self::DoGetStream>, Status> {
-        let scope = self.scope(&request);
+        call: &Call,
+    ) -> Result<Response<RpcStream<FlightData>>, Status> {
+        let scope = self.scope(&request, call).await?;
         let command = request::ticket(&request.into_inner())?;
+        call.table(&command.describe());
         let batches = self.core.read(command, scope).await?;
-        Ok(Response::new(stream::encode(
-            batches.schema,
-            batches.stream,
-        )))
+        let data = stream::encode(batches.schema, call.rows(batches.stream));
+        Ok(Response::new(call.data(data).boxed()))
     }
 
-    async fn do_put(
+    async fn serve_do_put(
         &self,
         request: Request<Streaming<FlightData>>,
-    ) -> Result<Response<Self::DoPutStream>, Status> {
+        call: &Call,
+    ) -> Result<Response<RpcStream<PutResult>>, Status> {
         // Its own task: if the client hangs up, tonic drops this future, but the
         // upload still runs to its abort and cleans up.
         let core = self.core.clone();
-        let scope = self.scope(&request);
-        let upload = tokio::spawn(async move {
-            let opening = stream::open(request.into_inner(), request::put_command);
-            let (command, schema, batches) = scope.run("opening the upload", opening).await?;
-            core.write(command, schema, batches, scope).await
-        });
+        let scope = self.scope(&request, call).await?;
+        let data = call.data(request.into_inner()).boxed();
+        let (call, span) = (call.clone(), call.span());
+        let upload = tokio::spawn(
+            async move {
+                let opening = stream::open(data, |descriptor| {
+                    let command = request::put_command(descriptor)?;
+                    call.table(&command.table);
+                    Ok(command)
+                });
+                let (command, schema, batches) = scope.run("opening the upload", opening).await?;
+                let written = core.write(command, schema, batches, scope).await?;
+                call.add_rows(written.rows);
+                Ok::<_, Error>(written)
+            }
+            .instrument(span),
+        );
         let written = upload
             .await
             .map_err(|err| Status::internal(format!("upload task failed: {err}")))??;
@@ -167,23 +357,31 @@ impl FlightService for FloeService {
         })))
     }
 
-    async fn do_exchange(
+    async fn serve_do_exchange(
         &self,
         request: Request<Streaming<FlightData>>,
-    ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        let scope = self.scope(&request);
+        call: &Call,
+    ) -> Result<Response<RpcStream<FlightData>>, Status> {
+        let scope = self.scope(&request, call).await?;
         let opening = stream::open(request.into_inner(), request::exchange_command);
         let (command, schema, batches) = scope.run("opening the exchange", opening).await?;
         let (schema, batches) = self.core.exchange(command, schema, batches, scope).await?;
-        Ok(Response::new(stream::encode(schema, batches)))
+        let data = stream::encode(schema, call.rows(batches));
+        Ok(Response::new(call.data(data).boxed()))
     }
 
-    async fn do_action(
+    async fn serve_do_action(
         &self,
         request: Request<Action>,
-    ) -> Result<Response<Self::DoActionStream>, Status> {
-        let scope = self.scope(&request);
+        call: &Call,
+    ) -> Result<Response<RpcStream<arrow_flight::Result>>, Status> {
+        let scope = self.scope(&request, call).await?;
         let action = request::action(&request.into_inner())?;
+        let (name, table) = action.describe();
+        call.action(name);
+        if let Some(table) = table {
+            call.table(&table);
+        }
         let value = actions::run(&self.core, action, scope).await?;
         let body = serde_json::to_vec(&value).expect("JSON values serialize");
         Ok(Response::new(once(arrow_flight::Result {
@@ -191,10 +389,12 @@ impl FlightService for FloeService {
         })))
     }
 
-    async fn list_actions(
+    async fn serve_list_actions(
         &self,
-        _request: Request<Empty>,
-    ) -> Result<Response<Self::ListActionsStream>, Status> {
+        request: Request<Empty>,
+        call: &Call,
+    ) -> Result<Response<RpcStream<ActionType>>, Status> {
+        self.scope(&request, call).await?;
         let types = request::ACTIONS.iter().map(|(name, description)| {
             Ok(ActionType {
                 r#type: name.to_string(),

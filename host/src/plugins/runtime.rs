@@ -15,6 +15,7 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use super::sandbox::GuestState;
 use crate::config::PluginLimits;
 use crate::error::{Context as _, Error, Result};
+use crate::metrics::{count, metrics};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -268,6 +269,7 @@ impl Guest {
         ) -> wasmtime::Result<Result<R, GuestError>>,
     ) -> Result<R> {
         start_call(&mut self.store);
+        count(&metrics().plugin_calls);
         let outcome = f(&self.plugin, &mut self.store);
         let printed = log_output(&self.name, &mut self.store);
         match outcome {
@@ -324,18 +326,21 @@ fn call_error(
     }
     let cap = &mut store.data_mut().limits;
     if interrupted {
+        count(&metrics().plugin_timeouts);
         return Error::DeadlineExceeded(format!(
             "plugin '{name}' exceeded its deadline of {:?} in {what}",
             deadline
         ));
     }
     if let Some(desired) = cap.refused.take() {
+        count(&metrics().plugin_memory_refusals);
         return Error::ResourceExhausted(format!(
             "plugin '{name}' exceeded its memory limit of {} MiB in {what} (it asked for {} MiB)",
             cap.bytes >> 20,
             desired >> 20
         ));
     }
+    count(&metrics().plugin_traps);
     tracing::debug!(plugin = name, error = ?err, "guest call failed");
     let cause = match err.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),

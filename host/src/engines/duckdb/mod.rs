@@ -26,6 +26,7 @@ use crate::command::TableName;
 use crate::config::{DuckSettings, ReaderChoice};
 use crate::error::{Context, Error, Result};
 
+pub use audit::References;
 pub use database::library;
 pub use read::QueryStream;
 pub use write::DuckWrite;
@@ -114,7 +115,7 @@ impl DuckEngine {
             &spill_path(warehouse),
         ))
         .context("setting DuckDB's memory limit and threads")?;
-        conn.execute_batch(&sql::confine(warehouse))
+        conn.execute_batch(&sql::confine(&super::tables_dir(warehouse)))
             .context("confining DuckDB to the warehouse")?;
         Ok(Self {
             db,
@@ -151,15 +152,21 @@ impl DuckEngine {
         let schema = self.db.check_select(sql)?;
         if origin == Origin::Client {
             if !self.json {
-                return Err(Error::PermissionDenied(
-                    "SQL queries are refused: DuckDB's json extension, which floe needs to \
-                     check what a query names, is not installed (tests/setup installs it)"
-                        .into(),
-                ));
+                return Err(no_json());
             }
             audit::check_names(&self.connect()?, sql)?;
         }
         Ok(schema)
+    }
+
+    /// What a client's SQL reads; see [`audit::references`].
+    pub async fn references(self: &Arc<Self>, sql: &str) -> Result<References> {
+        if !self.json {
+            return Err(no_json());
+        }
+        let sql = sql.to_string();
+        self.blocking(move |engine| audit::references(&engine.connect()?, &sql))
+            .await
     }
 
     /// Point the view `name` at an Iceberg table's data.
@@ -237,4 +244,12 @@ impl DuckEngine {
         }
         Ok(names)
     }
+}
+
+fn no_json() -> Error {
+    Error::PermissionDenied(
+        "SQL queries are refused: DuckDB's json extension, which floe needs to check what \
+         a query names, is not installed (tests/setup installs it)"
+            .into(),
+    )
 }

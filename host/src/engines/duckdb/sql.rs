@@ -184,10 +184,11 @@ pub const UTC: &str = "SET GLOBAL TimeZone = 'UTC';";
 
 pub const LOAD_ICEBERG: &str = "LOAD avro; LOAD iceberg;";
 
-/// Files only inside the warehouse (Iceberg manifests name them as `file://` URLs:
-/// both spellings), and no query may change that.
-pub fn confine(warehouse: &Path) -> String {
-    let dir = format!("{}/", warehouse.display());
+/// Files only inside `tables`, the warehouse's table files (Iceberg manifests name
+/// them as `file://` URLs: both spellings), never its catalog, principals or keys;
+/// and no query may change that.
+pub fn confine(tables: &Path) -> String {
+    let dir = format!("{}/", tables.display());
     format!(
         "SET allowed_directories = [{}, {}];
          SET enable_external_access = false;

@@ -96,6 +96,7 @@ impl IcebergEngine {
                 Ok(Some(snapshot)) => return Ok(snapshot),
                 Ok(None) => {
                     tracing::info!(table = %write.name, attempt, "concurrent commit won; retrying");
+                    crate::metrics::count(&crate::metrics::metrics().commit_retries);
                     staged.discard(self).await;
                 }
                 Err(err) => {

@@ -42,6 +42,7 @@ impl IcebergEngine {
         }
         let committed = self.commit(write).await?;
         tracing::info!(table = %name, files = paths.len(), rows = committed.rows, "compacted small data files");
+        crate::metrics::count(&crate::metrics::metrics().compactions);
         Ok(Some(committed))
     }
 }
