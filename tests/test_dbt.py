@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "db
 
 import demo_data  # noqa: E402
 import jaffle  # noqa: E402
-from floe_client import Client, Host, free_port  # noqa: E402
+from certs import make_all, server_args  # noqa: E402
+from floe_client import HOST_BIN, Client, Host, free_port  # noqa: E402
 
 MODELS = ["stg_customers", "stg_orders", "customer_revenue", "payment_runs", "orders_first_load"]
 
@@ -174,3 +175,46 @@ def test_a_fresh_virtualenv_with_only_the_package_builds_the_project(tmp_path):
         result = jaffle.dbt("build", host.port, tmp_path / "dbt", dbt_vars, python=venv / "bin" / "python")
         assert "ERROR=0" in result.stdout and "PASS=18" in result.stdout, result.stdout
         assert Client(host.location).rows("main.customer_revenue") == demo_data.customers().num_rows
+
+
+def test_dbt_runs_against_a_host_with_tls_and_a_service_token(tmp_path):
+    certs = make_all(tmp_path / "certs")
+    wh = tmp_path / "warehouse"
+    wh.mkdir()
+    token = subprocess.run([str(HOST_BIN), "tokens", "create", "dbt", "--grant", "write:main,raw",
+                            "-w", str(wh)], check=True, capture_output=True, text=True).stdout.strip()
+    with Host(wh, *server_args(certs), probe=False) as host:
+        location = f"grpc+tls://127.0.0.1:{host.port}"
+        client = Client(location, token=token, tls_root_certs=(certs / "ca.crt").read_bytes())
+        dbt_vars = jaffle.load_demo(client)
+        jaffle.register_plugins(host.warehouse)
+        env = {"FLOE_URI": location, "FLOE_TOKEN": token, "FLOE_TLS_ROOT_CERTS": str(certs / "ca.crt")}
+        result = jaffle.dbt("build", host.port, tmp_path / "dbt", dbt_vars, env=env)
+        assert "ERROR=0" in result.stdout and "PASS=18" in result.stdout, result.stdout
+        assert "floe: customer_revenue -> main.customer_revenue:" in result.stdout and "snapshot" in result.stdout
+        assert client.rows("main.customer_revenue") == demo_data.customers().num_rows
+        wrong = jaffle.dbt("run", host.port, tmp_path / "dbt-wrong", dbt_vars, "--select", "stg_orders",
+                           check=False, env={**env, "FLOE_TOKEN": "floe1.not.mine"})
+        assert wrong.returncode != 0
+        assert f"floe host at {location} refused the credentials: invalid bearer token" in wrong.stdout, wrong.stdout
+
+
+def test_a_source_read_may_stream_longer_than_the_timeout(built):
+    """`timeout` bounds connecting and single calls, not a long read."""
+    from dbt.adapters.duckdb.utils import SourceConfig
+    import floe_dbt
+
+    client = built["client"]
+    client.put({"table": "raw.big", "mode": "overwrite"}, data_table(1_500_000))
+    plugin = floe_dbt.Plugin("floe", {"host": "127.0.0.1", "port": built["host"].port, "timeout": 2})
+    reader = plugin.load(SourceConfig(name="raw", identifier="big", schema="raw", database=None, meta={}, tags=[]))
+    rows = reader.read_next_batch().num_rows
+    time.sleep(3)  # the host cannot finish sending meanwhile: HTTP/2 flow control waits for us
+    for batch in reader:
+        rows += batch.num_rows
+    assert rows == 1_500_000
+
+
+def data_table(rows: int) -> pa.Table:
+    import data
+    return data.table(rows, batch_rows=100_000)

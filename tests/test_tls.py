@@ -3,7 +3,6 @@ and the standard gRPC health service beside Flight."""
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import grpc
 import pyarrow as pa
@@ -12,36 +11,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import data
+from certs import make_all
 from floe_client import Client, Host
-
-
-def openssl(*args: str, cwd: Path):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def issue(dir: Path, name: str, ca: str, *extensions: str):
-    """A key and a certificate for `name`, signed by the CA `ca`."""
-    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=dir)
-    ext = dir / f"{name}.ext"
-    ext.write_text("\n".join(extensions) + "\n")
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-            "-CAcreateserial", "-days", "2", "-out", f"{name}.crt", "-extfile", ext.name, cwd=dir)
-
-
-def make_ca(dir: Path, name: str):
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2", "-subj", f"/CN={name}", cwd=dir)
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory) -> Path:
-    dir = tmp_path_factory.mktemp("certs")
-    make_ca(dir, "ca")
-    make_ca(dir, "other-ca")
-    issue(dir, "server", "ca", "subjectAltName=IP:127.0.0.1,DNS:localhost", "extendedKeyUsage=serverAuth")
-    issue(dir, "client", "ca", "extendedKeyUsage=clientAuth")
-    return dir
+    return make_all(tmp_path_factory.mktemp("certs"))
 
 
 def tls_location(host: Host) -> str:

@@ -8,6 +8,11 @@ Install it with `pip install './clients/python[dbt]'` and enable it in profiles.
         alias: floe
         config: {host: 127.0.0.1, port: 8816}
 
+Config: `uri` (`grpc://host:port` or `grpc+tls://host:port`; else `host` and `port`),
+`token` (a service token from `host tokens create`, e.g. `"{{ env_var('FLOE_TOKEN') }}"`) or
+`user` and `password`, `tls_root_certs` (a PEM file of the CA to trust for `grpc+tls://`),
+`timeout` (seconds, 600: bounds connecting and single calls; streams are never cut by it).
+
 Sources (`meta` or `config`, with `plugin: floe`): the host table is `{schema}.{identifier}`
 unless `table` names another; `columns` (alias `selected_fields`), `filter` (alias
 `row_filter`), `snapshot_id`, `as_of`, `limit` and `transforms` go into the read.
@@ -26,8 +31,11 @@ import pyarrow.flight as flight
 import pyarrow.parquet as pq
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig, TargetConfig
+from dbt.adapters.events.logging import AdapterLogger
 
-CONFIG_KEYS = {"host", "port", "timeout"}
+logger = AdapterLogger("floe")
+
+CONFIG_KEYS = {"host", "port", "uri", "user", "password", "token", "tls_root_certs", "timeout"}
 MODES = ("overwrite", "append")
 TARGETS = ("iceberg", "duckdb")
 
@@ -38,24 +46,60 @@ class FloeError(Exception):
 
 class Plugin(BasePlugin):
     def initialize(self, config: Dict[str, Any]):
+        # An unset env_var('...', '') arrives as "": treat it as absent.
+        config = {k: v for k, v in config.items() if v not in (None, "")}
         unknown = set(config) - CONFIG_KEYS
         if unknown:
             raise FloeError(f"floe plugin: unknown config key(s) {sorted(unknown)}; known: {sorted(CONFIG_KEYS)}")
-        host = config.get("host", "127.0.0.1")
-        try:
-            port = int(config.get("port", 8816))
-        except ValueError:
-            raise FloeError(f"floe plugin: port must be a number, not {config.get('port')!r}") from None
-        self.location = f"grpc://{host}:{port}"
-        self.options = flight.FlightCallOptions(timeout=float(config.get("timeout", 600)))
+        if "uri" in config:
+            self.location = str(config["uri"])
+            if not self.location.startswith(("grpc://", "grpc+tls://")):
+                raise FloeError(f"floe plugin: uri must start with grpc:// or grpc+tls://, not {self.location!r}")
+        else:
+            host = config.get("host", "127.0.0.1")
+            try:
+                port = int(config.get("port", 8816))
+            except ValueError:
+                raise FloeError(f"floe plugin: port must be a number, not {config.get('port')!r}") from None
+            self.location = f"grpc://{host}:{port}"
+        if "token" in config and ("user" in config or "password" in config):
+            raise FloeError("floe plugin: give either token or user and password, not both")
+        if ("user" in config) != ("password" in config):
+            raise FloeError("floe plugin: user and password go together")
+        self.credentials = config
+        self.root_certs = None
+        if "tls_root_certs" in config:
+            try:
+                with open(config["tls_root_certs"], "rb") as f:
+                    self.root_certs = f.read()
+            except OSError as err:
+                raise FloeError(f"floe plugin: tls_root_certs: {err}") from None
+        self.timeout = float(config.get("timeout", 600))
         self._client: flight.FlightClient | None = None
 
     def client(self) -> flight.FlightClient:
-        """Connected once, checked at once: a host that is down fails the run fast."""
+        """Connected and authenticated once, checked at once: a host that is down or
+        refuses the credentials fails the run fast, naming floe and the cause."""
         if self._client is None:
-            client = flight.FlightClient(self.location)
+            kwargs = {"tls_root_certs": self.root_certs} if self.root_certs else {}
+            client = flight.FlightClient(self.location, **kwargs)
+            headers = []
+            bounded = flight.FlightCallOptions(timeout=min(self.timeout, 30))
             try:
-                list(client.do_action(flight.Action("healthcheck", b"{}"), flight.FlightCallOptions(timeout=5)))
+                if "user" in self.credentials:
+                    headers.append(client.authenticate_basic_token(
+                        str(self.credentials["user"]), str(self.credentials["password"]), bounded))
+                elif "token" in self.credentials:
+                    headers.append((b"authorization", b"Bearer " + str(self.credentials["token"]).encode()))
+                # Unary calls are bounded by `timeout`; streams (reads, writes) are not.
+                self.unary = flight.FlightCallOptions(timeout=self.timeout, headers=headers)
+                self.streams = flight.FlightCallOptions(headers=headers)
+                list(client.do_action(flight.Action("healthcheck", b"{}"),
+                                      flight.FlightCallOptions(timeout=min(self.timeout, 30), headers=headers)))
+            except flight.FlightUnauthenticatedError as err:
+                raise FloeError(
+                    f"floe host at {self.location} refused the credentials: {server_message(err)}"
+                ) from None
             except (flight.FlightUnavailableError, flight.FlightTimedOutError) as err:
                 raise FloeError(
                     f"floe host unreachable at {self.location} (is `host serve` running there?): {err}"
@@ -68,8 +112,8 @@ class Plugin(BasePlugin):
         command = read_command(source_config)
         what = f"source {source_config.name}.{source_config.identifier} (host table {command['table']})"
         try:
-            info = self.client().get_flight_info(descriptor(command), self.options)
-            return self.client().do_get(info.endpoints[0].ticket, self.options).to_reader()
+            info = self.client().get_flight_info(descriptor(command), self.unary)
+            return self.client().do_get(info.endpoints[0].ticket, self.streams).to_reader()
         except (pa.ArrowException, flight.FlightError) as err:
             raise FloeError(f"floe: {what}: {server_message(err)}") from None
 
@@ -93,7 +137,7 @@ class Plugin(BasePlugin):
         # short (a client stopped mid-way) commits nothing.
         command["expect_rows"] = source.metadata.num_rows
         try:
-            writer, reader = self.client().do_put(descriptor(command), source.schema_arrow, self.options)
+            writer, reader = self.client().do_put(descriptor(command), source.schema_arrow, self.streams)
             for batch in source.iter_batches(batch_size=65_536):
                 writer.write_batch(batch)
             writer.done_writing()
@@ -101,7 +145,12 @@ class Plugin(BasePlugin):
             writer.close()
         except (pa.ArrowException, flight.FlightError) as err:
             raise FloeError(f"floe: model {relation.identifier} -> {command['table']}: {server_message(err)}") from None
-        return json.loads(result.to_pybytes()) if result is not None else {}
+        written = json.loads(result.to_pybytes()) if result is not None else {}
+        logger.info(
+            f"floe: {relation.identifier} -> {command['table']}: {written.get('rows')} rows, "
+            f"{mode}, snapshot {written.get('snapshot_id')}"
+        )
+        return written
 
 
 def descriptor(command: dict) -> flight.FlightDescriptor:

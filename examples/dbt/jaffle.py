@@ -36,7 +36,8 @@ def register_plugins(warehouse: Path, names=("select", "filter", "mask")) -> Non
 
 
 def dbt(command: str, port: int, target: Path, dbt_vars: dict | None = None, *extra: str,
-        check: bool = True, python: Path = Path(sys.executable)) -> subprocess.CompletedProcess:
+        check: bool = True, python: Path = Path(sys.executable),
+        env: dict | None = None) -> subprocess.CompletedProcess:
     """`dbt <command>` on the example project against the host on `port`; `target`
     holds dbt's own files (its DuckDB scratch database, the Parquet it writes). dbt is
     the one installed beside `python`, which must have floe-client[dbt] installed: the
@@ -49,6 +50,7 @@ def dbt(command: str, port: int, target: Path, dbt_vars: dict | None = None, *ex
         "DBT_TARGET_PATH": str(target),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_USE_COLORS": "false",
+        **(env or {}),
     }
     args = [str(python.parent / "dbt"), command, "--project-dir", str(PROJECT),
             "--profiles-dir", str(PROJECT), "--log-path", str(target / "logs")]
