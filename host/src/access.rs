@@ -4,8 +4,7 @@
 //! answer PermissionDenied naming the role they need.
 
 use crate::auth::{Principal, Role};
-use crate::command::{ReadCommand, TableName};
-use crate::core::Core;
+use crate::command::TableName;
 use crate::engines::References;
 use crate::error::{Error, Result, quote};
 
@@ -61,78 +60,52 @@ pub fn check_compute(principal: &Principal) -> Result<()> {
     }
 }
 
-impl Core {
-    /// A read's tables, checked against the principal: a table read needs the read
-    /// role on its namespace; a SQL read needs it on every table the statement
-    /// names (parsed by DuckDB), and only administrators may read files directly.
-    pub(crate) async fn check_read(
-        &self,
-        principal: &Principal,
-        command: &ReadCommand,
-    ) -> Result<()> {
-        match command {
-            ReadCommand::Table(read) => check_read(principal, &read.table),
-            ReadCommand::Sql(_) if principal.is_admin() => Ok(()),
-            ReadCommand::Sql(read) => {
-                let references = self.lakehouse.sql_references(&read.sql).await?;
-                self.check_sql(principal, references).await
-            }
-        }
+/// The tables a principal's SQL reads, once everything else about it is allowed:
+/// only administrators may use table functions that read files or the engine,
+/// catalogs or `SHOW`; every table named needs the read role on its namespace. The
+/// caller checks that each returned table exists: only the warehouse's tables may be
+/// read, by their exact names (so the table DuckDB reads is the one checked), since
+/// a quoted path would otherwise be read as a file (DuckDB's replacement scans).
+pub fn check_sql(principal: &Principal, references: References) -> Result<Vec<(String, String)>> {
+    if let Some(other) = references.others.first() {
+        return Err(Error::PermissionDenied(format!(
+            "{} is not allowed in {}'s queries: only administrators may inspect the catalog",
+            quote(other),
+            principal.name
+        )));
     }
-
-    async fn check_sql(&self, principal: &Principal, references: References) -> Result<()> {
-        if let Some(other) = references.others.first() {
+    if let Some(function) = references
+        .functions
+        .iter()
+        .find(|f| !PURE_TABLE_FUNCTIONS.contains(&f.to_lowercase().as_str()))
+    {
+        return Err(Error::PermissionDenied(format!(
+            "{}() reads files or the engine directly: only administrators may use it; \
+             read tables by name (namespace.table)",
+            quote(function)
+        )));
+    }
+    let mut tables = Vec::new();
+    for [catalog, schema, table] in references.tables {
+        if !catalog.is_empty() {
             return Err(Error::PermissionDenied(format!(
-                "{} is not allowed in {}'s queries: only administrators may inspect the catalog",
-                quote(other),
-                principal.name
+                "{}: name tables as namespace.table, without a catalog",
+                quote(&format!("{catalog}.{schema}.{table}"))
             )));
         }
-        if let Some(function) = references
-            .functions
-            .iter()
-            .find(|f| !PURE_TABLE_FUNCTIONS.contains(&f.to_lowercase().as_str()))
-        {
+        let schema = if schema.is_empty() {
+            SQL_DEFAULT_SCHEMA.to_string()
+        } else {
+            schema
+        };
+        if !principal.may(Role::Read, &schema) {
             return Err(Error::PermissionDenied(format!(
-                "{}() reads files or the engine directly: only administrators may use it; \
-                 read tables by name (namespace.table)",
-                quote(function)
+                "{} may not read {}",
+                principal.name,
+                quote(&format!("{schema}.{table}"))
             )));
         }
-        for [catalog, schema, table] in &references.tables {
-            if !catalog.is_empty() {
-                return Err(Error::PermissionDenied(format!(
-                    "{}: name tables as namespace.table, without a catalog",
-                    quote(&format!("{catalog}.{schema}.{table}"))
-                )));
-            }
-            let schema = if schema.is_empty() {
-                SQL_DEFAULT_SCHEMA
-            } else {
-                schema
-            };
-            if !principal.may(Role::Read, schema) {
-                return Err(Error::PermissionDenied(format!(
-                    "{} may not read {}",
-                    principal.name,
-                    quote(&format!("{schema}.{table}"))
-                )));
-            }
-            // Only the warehouse's tables, by their exact names (so the table DuckDB
-            // reads is the one checked): a quoted path would otherwise be read as a
-            // file (DuckDB's replacement scans).
-            let name = TableName::new(schema, table).ok();
-            let exists = match &name {
-                Some(name) => self.lakehouse.table_exists(name).await?,
-                None => false,
-            };
-            if !exists {
-                return Err(Error::not_found(format!(
-                    "table {} not found",
-                    quote(&format!("{schema}.{table}"))
-                )));
-            }
-        }
-        Ok(())
+        tables.push((schema, table));
     }
+    Ok(tables)
 }

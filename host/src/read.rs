@@ -11,11 +11,13 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use futures::stream::BoxStream;
 
-use crate::command::ReadCommand;
+use crate::access;
+use crate::auth::Principal;
+use crate::command::{ReadCommand, TableName};
 use crate::core::Core;
 use crate::engines::ReadPlan;
 use crate::engines::duckdb::sql::Query;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quote};
 use crate::limits::{Scope, holding};
 use crate::plugins::Chain;
 
@@ -81,6 +83,32 @@ impl Core {
             schema: chain.output_schema(),
             stream: holding(chain.apply(result.into_stream()), slot),
         })
+    }
+
+    /// A read's tables, checked against the principal (see [`access`]): a table
+    /// read needs the read role on its namespace, a SQL read that role on every
+    /// table the statement names, as DuckDB parses it, and each must be one of the
+    /// warehouse's tables.
+    async fn check_read(&self, principal: &Principal, command: &ReadCommand) -> Result<()> {
+        let sql = match command {
+            ReadCommand::Table(read) => return access::check_read(principal, &read.table),
+            ReadCommand::Sql(_) if principal.is_admin() => return Ok(()),
+            ReadCommand::Sql(read) => &read.sql,
+        };
+        let references = self.lakehouse.sql_references(sql).await?;
+        for (schema, table) in access::check_sql(principal, references)? {
+            let exists = match TableName::new(&schema, &table) {
+                Ok(name) => self.lakehouse.table_exists(&name).await?,
+                Err(_) => false,
+            };
+            if !exists {
+                return Err(Error::not_found(format!(
+                    "table {} not found",
+                    quote(&format!("{schema}.{table}"))
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The plan's query and its chain, each plugin bound once to the query's

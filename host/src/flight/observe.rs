@@ -10,6 +10,7 @@ use arrow_flight::FlightData;
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 use tonic::{Code, Status};
+use tracing::Instrument as _;
 use tracing::field::Empty;
 
 use crate::metrics::metrics;
@@ -68,8 +69,12 @@ impl Call {
         self.0.span.record("table", tracing::field::display(table));
     }
 
-    /// The response's outcome: an error's code is the call's status.
-    pub fn outcome<T>(&self, result: Result<T, Status>) -> Result<T, Status> {
+    /// `work` inside the call's span; its error's code is the call's status.
+    pub async fn run<T>(&self, work: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
+        self.outcome(work.instrument(self.span()).await)
+    }
+
+    fn outcome<T>(&self, result: Result<T, Status>) -> Result<T, Status> {
         if let Err(status) = &result {
             self.0.code.store(status.code() as i32, Ordering::Relaxed);
         }

@@ -25,6 +25,8 @@ use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::limits::{Scope, grpc_timeout};
 
+const HANDSHAKE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 type RpcStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[derive(Clone)]
@@ -66,7 +68,12 @@ async fn handshake_credentials(
     if credentials != Credentials::None {
         return Ok(credentials);
     }
-    let first = request.into_inner().message().await.ok().flatten();
+    // A client that opens a Handshake and sends nothing is not waited on for long.
+    let first = tokio::time::timeout(HANDSHAKE_WAIT, request.into_inner().message())
+        .await
+        .map_err(|_| Error::Unauthenticated("the Handshake sent no credentials".into()))?
+        .ok()
+        .flatten();
     let Some(first) = first.filter(|m| !m.payload.is_empty()) else {
         return Ok(Credentials::None);
     };
@@ -102,11 +109,7 @@ impl FlightService for FloeService {
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
         let call = Call::start("Handshake");
-        call.outcome(
-            self.serve_handshake(request, &call)
-                .instrument(call.span())
-                .await,
-        )
+        call.run(self.serve_handshake(request, &call)).await
     }
 
     async fn list_flights(
@@ -114,11 +117,7 @@ impl FlightService for FloeService {
         request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
         let call = Call::start("ListFlights");
-        call.outcome(
-            self.serve_list_flights(request, &call)
-                .instrument(call.span())
-                .await,
-        )
+        call.run(self.serve_list_flights(request, &call)).await
     }
 
     async fn get_flight_info(
@@ -126,11 +125,7 @@ impl FlightService for FloeService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let call = Call::start("GetFlightInfo");
-        call.outcome(
-            self.serve_get_flight_info(request, &call)
-                .instrument(call.span())
-                .await,
-        )
+        call.run(self.serve_get_flight_info(request, &call)).await
     }
 
     async fn poll_flight_info(
@@ -147,11 +142,7 @@ impl FlightService for FloeService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
         let call = Call::start("GetSchema");
-        call.outcome(
-            self.serve_get_schema(request, &call)
-                .instrument(call.span())
-                .await,
-        )
+        call.run(self.serve_get_schema(request, &call)).await
     }
 
     async fn do_get(
@@ -159,11 +150,7 @@ impl FlightService for FloeService {
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let call = Call::start("DoGet");
-        call.outcome(
-            self.serve_do_get(request, &call)
-                .instrument(call.span())
-                .await,
-        )
+        call.run(self.serve_do_get(request, &call)).await
     }
 
     async fn do_put(
@@ -171,11 +158,7 @@ impl FlightService for FloeService {
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
         let call = Call::upload("DoPut");
-        call.outcome(
-            self.serve_do_put(request, &call)
-                .instrument(call.span())
-                .await,
-        )
+        call.run(self.serve_do_put(request, &call)).await
     }
 
     async fn do_exchange(
@@ -183,11 +166,7 @@ impl FlightService for FloeService {
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
         let call = Call::start("DoExchange");
-        call.outcome(
-            self.serve_do_exchange(request, &call)
-                .instrument(call.span())
-                .await,
-        )
+        call.run(self.serve_do_exchange(request, &call)).await
     }
 
     async fn do_action(
@@ -195,11 +174,7 @@ impl FlightService for FloeService {
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
         let call = Call::start("DoAction");
-        call.outcome(
-            self.serve_do_action(request, &call)
-                .instrument(call.span())
-                .await,
-        )
+        call.run(self.serve_do_action(request, &call)).await
     }
 
     async fn list_actions(
@@ -207,11 +182,7 @@ impl FlightService for FloeService {
         request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
         let call = Call::start("ListActions");
-        call.outcome(
-            self.serve_list_actions(request, &call)
-                .instrument(call.span())
-                .await,
-        )
+        call.run(self.serve_list_actions(request, &call)).await
     }
 }
 
