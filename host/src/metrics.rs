@@ -205,6 +205,8 @@ pub async fn serve(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
+                // Out of descriptors, say: back off rather than spin.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             };
             tokio::spawn(async move {
