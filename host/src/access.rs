@@ -13,16 +13,12 @@ const SQL_DEFAULT_SCHEMA: &str = "main";
 /// Table functions that make rows without reading anything.
 const PURE_TABLE_FUNCTIONS: &[&str] = &["range", "generate_series", "unnest"];
 
-pub fn not_found(table: &TableName) -> Error {
-    Error::not_found(format!("table {table} not found"))
-}
-
 /// NotFound unless the principal may read `table`.
 pub fn check_read(principal: &Principal, table: &TableName) -> Result<()> {
     if principal.may(Role::Read, &table.namespace) {
         Ok(())
     } else {
-        Err(not_found(table))
+        Err(table.not_found())
     }
 }
 

@@ -64,6 +64,14 @@ impl TableName {
     }
 }
 
+impl TableName {
+    /// The answer for a table that does not exist, and for one the principal may not
+    /// read: one message, so grants do not leak names.
+    pub fn not_found(&self) -> Error {
+        Error::not_found(format!("table {self} not found"))
+    }
+}
+
 impl fmt::Display for TableName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.namespace, self.name)

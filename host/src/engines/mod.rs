@@ -263,7 +263,7 @@ impl Lakehouse {
         if self.duck.table_exists(name).await? {
             return Ok(Located::Duckdb);
         }
-        Err(Error::not_found(format!("table {name} not found")))
+        Err(name.not_found())
     }
 
     pub async fn list_tables(&self) -> Result<Vec<TableInfo>> {

@@ -200,9 +200,7 @@ impl FloeService {
             Credentials::Basic { user, password } => (user, password),
             other => {
                 call.principal(&self.core.authenticate(other).await?.name);
-                return Ok(Response::new(
-                    futures::stream::once(async { Ok(HandshakeResponse::default()) }).boxed(),
-                ));
+                return Ok(Response::new(once(HandshakeResponse::default())));
             }
         };
         let (principal, token) = self.core.login(&user, &password).await?;
@@ -214,7 +212,7 @@ impl FloeService {
             protocol_version: 0,
             payload: token.into_bytes().into(),
         };
-        let mut response = Response::new(futures::stream::once(async { Ok(reply) }).boxed());
+        let mut response = Response::new(once(reply));
         response.metadata_mut().insert("authorization", bearer);
         Ok(response)
     }

@@ -222,10 +222,7 @@ impl IcebergEngine {
 
     /// Remove a table from the catalog and delete its files.
     pub async fn drop_table(&self, name: &TableName) -> Result<()> {
-        let loaded = self
-            .load(name)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("table {name} not found")))?;
+        let loaded = self.load(name).await?.ok_or_else(|| name.not_found())?;
         self.catalog
             .drop_table(&ident(name)?)
             .await
