@@ -213,9 +213,45 @@ impl TableRead {
 #[serde(deny_unknown_fields)]
 pub struct SqlRead {
     pub sql: String,
+    /// The values of the query's `?` (or `$1`, `$2`...) parameters, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<SqlValue>,
     /// Applied to the query's output, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transforms: Vec<Transform>,
+}
+
+/// The value of a SQL parameter: a JSON scalar. Dates, times, timestamps and
+/// decimals travel as text, which DuckDB casts to the type the query expects.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum SqlValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for SqlValue {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> std::result::Result<Self, D::Error> {
+        use serde_json::Value;
+        Ok(match Value::deserialize(de)? {
+            Value::Null => SqlValue::Null,
+            Value::Bool(b) => SqlValue::Bool(b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => SqlValue::Int(i),
+                None => SqlValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => SqlValue::Text(s),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "a parameter is null, a boolean, a number or a string, not {}",
+                    quote(&other.to_string())
+                )));
+            }
+        })
+    }
 }
 
 /// GetFlightInfo's descriptor command and DoGet's ticket.
@@ -232,6 +268,7 @@ impl ReadCommand {
         if object.contains_key("sql") {
             let read: SqlRead = from_value(object, "SQL read")?;
             check_length("transforms", read.transforms.len())?;
+            check_length("params", read.params.len())?;
             Ok(ReadCommand::Sql(read))
         } else if object.contains_key("table") {
             let read: TableRead = from_value(object, "table read")?;
@@ -246,7 +283,7 @@ impl ReadCommand {
         } else {
             Err(Error::invalid(
                 "a read command is a JSON object with \"table\" (and optional columns, filter, \
-                 snapshot_id, as_of, limit, transforms) or \"sql\" (and optional transforms)",
+                 snapshot_id, as_of, limit, transforms) or \"sql\" (and optional params, transforms)",
             ))
         }
     }
@@ -385,6 +422,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ReadCommand::from_json(&cmd.to_json()).unwrap(), cmd);
+    }
+
+    #[test]
+    fn sql_params_are_scalars() {
+        let cmd = ReadCommand::from_json(
+            br#"{"sql": "SELECT ?, ?, ?, ?, ?", "params": [1, 2.5, "x", true, null]}"#,
+        )
+        .unwrap();
+        let ReadCommand::Sql(read) = &cmd else {
+            panic!("not SQL")
+        };
+        assert_eq!(
+            read.params,
+            [
+                SqlValue::Int(1),
+                SqlValue::Float(2.5),
+                SqlValue::Text("x".into()),
+                SqlValue::Bool(true),
+                SqlValue::Null
+            ]
+        );
+        assert_eq!(ReadCommand::from_json(&cmd.to_json()).unwrap(), cmd);
+        let err = ReadCommand::from_json(br#"{"sql": "SELECT ?", "params": [[1]]}"#).unwrap_err();
+        assert!(err.to_string().contains("a parameter is"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 
 use crate::access;
 use crate::auth::{Auth, Credentials, Principal, Role};
@@ -79,6 +79,11 @@ impl Core {
         let mut chain = crate::plugins::bind_chain(&self.plugins, transforms, input).await?;
         chain.hold(slot);
         Ok(chain)
+    }
+
+    /// The SQL name of a column type, as queries and metadata show it.
+    pub fn sql_type_name(data_type: &DataType) -> Option<String> {
+        crate::engines::duckdb::sql::type_name(data_type)
     }
 
     pub fn iceberg_reader(&self) -> IcebergReader {

@@ -22,6 +22,9 @@ pub enum Error {
     DeadlineExceeded(String),
     #[error("{0}")]
     Cancelled(String),
+    /// A request floe understands but does not serve (a Flight SQL command it lacks).
+    #[error("{0}")]
+    Unimplemented(String),
     #[error("{context}: {source}")]
     Iceberg {
         context: String,
@@ -62,6 +65,7 @@ impl Error {
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::Cancelled(_) => Code::Cancelled,
+            Error::Unimplemented(_) => Code::Unimplemented,
             Error::Iceberg { source, .. } => match source.kind() {
                 iceberg::ErrorKind::TableNotFound | iceberg::ErrorKind::NamespaceNotFound => {
                     Code::NotFound

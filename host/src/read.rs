@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use futures::stream::BoxStream;
 
 use crate::access;
@@ -25,6 +25,14 @@ use crate::plugins::Chain;
 pub struct PlannedRead {
     pub schema: SchemaRef,
     pub ticket: ReadCommand,
+}
+
+/// A read prepared to run later, perhaps many times (Flight SQL's prepared
+/// statements): its result schema when it is known before its parameters' values
+/// are, and its parameters.
+pub struct PreparedRead {
+    pub schema: Option<SchemaRef>,
+    pub parameters: SchemaRef,
 }
 
 /// A read, running.
@@ -47,6 +55,41 @@ impl Core {
                 })
             })
             .await
+    }
+
+    /// Check and describe `command` for later runs: what [`Self::plan_read`] does,
+    /// except that a SQL query may have parameters (`?`, `$1`) that get values
+    /// later; its result schema is then known only when they have them.
+    pub async fn prepare_read(&self, command: ReadCommand, scope: &Scope) -> Result<PreparedRead> {
+        if let ReadCommand::Sql(read) = &command {
+            let described = scope
+                .run("preparing the query", async {
+                    self.check_read(scope.principal(), &command).await?;
+                    self.lakehouse.describe_sql(&read.sql).await
+                })
+                .await?;
+            if !described.parameters.fields().is_empty() {
+                return Ok(PreparedRead {
+                    schema: None,
+                    parameters: described.parameters,
+                });
+            }
+        }
+        let planned = self.plan_read(command, scope).await?;
+        Ok(PreparedRead {
+            schema: Some(planned.schema),
+            parameters: Arc::new(Schema::empty()),
+        })
+    }
+
+    /// NotFound unless `table` exists and the principal may read it.
+    pub async fn require_table(&self, table: &TableName, scope: &Scope) -> Result<()> {
+        access::check_read(scope.principal(), table)?;
+        if self.lakehouse.table_exists(table).await? {
+            Ok(())
+        } else {
+            Err(table.not_found())
+        }
     }
 
     /// The read, running within `scope`: past its deadline the query and its

@@ -26,7 +26,7 @@ use crate::command::{TableName, Target};
 use crate::config::DuckSettings;
 use crate::error::{Context, Error, Result};
 
-pub use self::duckdb::References;
+pub use self::duckdb::{Described, References};
 pub use plan::ReadPlan;
 pub use write::{WriteHandle, Written};
 
@@ -129,6 +129,12 @@ impl Lakehouse {
     /// What a client's SQL reads (its internal names refused), from DuckDB's parser.
     pub async fn sql_references(&self, sql: &str) -> Result<References> {
         self.duck.references(sql).await
+    }
+
+    /// A client's SQL prepared but not run (its views current first).
+    pub async fn describe_sql(&self, sql: &str) -> Result<Described> {
+        self.sync_views().await?;
+        self.duck.describe(sql).await
     }
 
     pub async fn table_exists(&self, name: &TableName) -> Result<bool> {

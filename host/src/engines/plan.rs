@@ -24,7 +24,7 @@ impl Lakehouse {
                 self.sync_views().await?;
                 // The engine refuses anything but a SELECT before running it.
                 Ok(ReadPlan {
-                    query: Query::client(&read.sql),
+                    query: Query::client(&read.sql, &read.params),
                     ticket: ReadCommand::Sql(read),
                 })
             }

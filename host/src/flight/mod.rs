@@ -2,6 +2,7 @@
 //! tickets and action bodies into typed commands; `service` hands each RPC to one
 //! use case of the [`Core`](crate::core::Core) and encodes its answer; `stream`
 //! turns Flight data into record batches and back; `actions` answers actions.
+//! `sql` is the second front-end on the same port: Flight SQL.
 
 mod actions;
 mod connection;
@@ -9,6 +10,7 @@ mod observe;
 mod request;
 mod schema_json;
 mod service;
+mod sql;
 mod stream;
 
 use std::future::Future;

@@ -5,6 +5,9 @@ use arrow_flight::flight_descriptor::DescriptorType;
 use arrow_flight::{Action, FlightDescriptor, Ticket};
 use serde::Deserialize;
 
+use arrow_flight::sql::Command;
+
+use super::sql;
 use crate::command::{ExchangeCommand, PutCommand, ReadCommand, TableName, TableRead, parse};
 use crate::error::{Error, Result};
 
@@ -87,13 +90,43 @@ pub fn read_command(descriptor: &FlightDescriptor) -> Result<ReadCommand> {
     }
 }
 
+/// A descriptor's Flight SQL command, when it carries one rather than floe's JSON.
+pub fn sql_command(descriptor: &FlightDescriptor) -> Result<Option<Command>> {
+    match descriptor.r#type() {
+        DescriptorType::Cmd => sql::command(&descriptor.cmd),
+        _ => Ok(None),
+    }
+}
+
+/// What a DoPut's descriptor asks: one of floe's writes, or a Flight SQL command.
+pub enum Upload {
+    Json(PutCommand),
+    Sql(sql::Put),
+}
+
+impl Upload {
+    pub fn table(&self) -> Option<String> {
+        match self {
+            Upload::Json(command) => Some(command.table.to_string()),
+            Upload::Sql(put) => put.table(),
+        }
+    }
+}
+
+pub fn upload(descriptor: &FlightDescriptor) -> Result<Upload> {
+    match sql_command(descriptor)? {
+        Some(command) => sql::Put::from_command(command).map(Upload::Sql),
+        None => put_command(descriptor).map(Upload::Json),
+    }
+}
+
 /// DoGet's ticket: the read command itself.
 pub fn ticket(ticket: &Ticket) -> Result<ReadCommand> {
     ReadCommand::from_json(&ticket.ticket)
 }
 
-/// DoPut's descriptor; a PATH appends to Iceberg.
-pub fn put_command(descriptor: &FlightDescriptor) -> Result<PutCommand> {
+/// DoPut's JSON descriptor; a PATH appends to Iceberg.
+fn put_command(descriptor: &FlightDescriptor) -> Result<PutCommand> {
     match descriptor.r#type() {
         DescriptorType::Cmd => PutCommand::from_json(&descriptor.cmd),
         DescriptorType::Path => PutCommand::from_path(&descriptor.path),

@@ -18,6 +18,8 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
 use super::observe::Call;
+use super::request::Upload;
+use super::sql::{self, FlightSql, Put};
 use super::{actions, request, stream};
 use crate::auth::Credentials;
 use crate::command::{ReadCommand, TableRead};
@@ -32,11 +34,15 @@ type RpcStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 #[derive(Clone)]
 pub struct FloeService {
     core: Arc<Core>,
+    sql: Arc<FlightSql>,
 }
 
 impl FloeService {
     pub fn new(core: Arc<Core>) -> Self {
-        Self { core }
+        Self {
+            sql: Arc::new(FlightSql::new(core.clone())),
+            core,
+        }
     }
 
     /// Who sent the request (its `authorization` header), and its bounds: the
@@ -251,6 +257,10 @@ impl FloeService {
     ) -> Result<Response<FlightInfo>, Status> {
         let scope = self.scope(&request, call).await?;
         let descriptor = request.into_inner();
+        if let Some(command) = request::sql_command(&descriptor)? {
+            let info = self.sql.flight_info(command, descriptor, &scope, call);
+            return Ok(Response::new(info.await?));
+        }
         let command = request::read_command(&descriptor)?;
         call.table(&command.describe());
         let planned = self.core.plan_read(command, &scope).await?;
@@ -270,10 +280,16 @@ impl FloeService {
         call: &Call,
     ) -> Result<Response<SchemaResult>, Status> {
         let scope = self.scope(&request, call).await?;
-        let command = request::read_command(&request.into_inner())?;
-        call.table(&command.describe());
-        let planned = self.core.plan_read(command, &scope).await?;
-        let result = SchemaAsIpc::new(&planned.schema, &IpcWriteOptions::default())
+        let descriptor = request.into_inner();
+        let schema = match request::sql_command(&descriptor)? {
+            Some(command) => self.sql.schema(command, &scope, call).await?,
+            None => {
+                let command = request::read_command(&descriptor)?;
+                call.table(&command.describe());
+                self.core.plan_read(command, &scope).await?.schema
+            }
+        };
+        let result = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
             .try_into()
             .map_err(|err: arrow::error::ArrowError| Status::internal(err.to_string()))?;
         Ok(Response::new(result))
@@ -285,9 +301,15 @@ impl FloeService {
         call: &Call,
     ) -> Result<Response<RpcStream<FlightData>>, Status> {
         let scope = self.scope(&request, call).await?;
-        let command = request::ticket(&request.into_inner())?;
-        call.table(&command.describe());
-        let batches = self.core.read(command, scope).await?;
+        let ticket = request.into_inner();
+        let batches = match sql::command(&ticket.ticket)? {
+            Some(command) => self.sql.read(command, scope, call).await?,
+            None => {
+                let command = request::ticket(&ticket)?;
+                call.table(&command.describe());
+                self.core.read(command, scope).await?
+            }
+        };
         let data = stream::encode(batches.schema, call.rows(batches.stream));
         Ok(Response::new(call.data(data).boxed()))
     }
@@ -299,31 +321,43 @@ impl FloeService {
     ) -> Result<Response<RpcStream<PutResult>>, Status> {
         // Its own task: if the client hangs up, tonic drops this future, but the
         // upload still runs to its abort and cleans up.
-        let core = self.core.clone();
+        let (core, sql) = (self.core.clone(), self.sql.clone());
         let scope = self.scope(&request, call).await?;
         let data = call.data(request.into_inner()).boxed();
         let (call, span) = (call.clone(), call.span());
         let upload = tokio::spawn(
             async move {
                 let opening = stream::open(data, |descriptor| {
-                    let command = request::put_command(descriptor)?;
-                    call.table(&command.table);
-                    Ok(command)
+                    let upload = request::upload(descriptor)?;
+                    if let Some(table) = upload.table() {
+                        call.table(&table);
+                    }
+                    Ok(upload)
                 });
-                let (command, schema, batches) = scope.run("opening the upload", opening).await?;
-                let written = core.write(command, schema, batches, scope).await?;
-                call.add_rows(written.rows);
-                Ok::<_, Error>(written)
+                let (upload, schema, batches) = scope.run("opening the upload", opening).await?;
+                match upload {
+                    Upload::Json(command) => {
+                        let written = core.write(command, schema, batches, scope).await?;
+                        call.add_rows(written.rows);
+                        let metadata = serde_json::to_vec(&written).expect("summaries serialize");
+                        Ok::<_, Error>(PutResult {
+                            app_metadata: metadata.into(),
+                        })
+                    }
+                    Upload::Sql(Put::Ingest(ingest)) => {
+                        let (rows, answer) = sql.ingest(ingest, schema, batches, scope).await?;
+                        call.add_rows(rows);
+                        Ok(answer)
+                    }
+                    Upload::Sql(Put::Bind(handle)) => sql.bind(handle, batches, scope).await,
+                }
             }
             .instrument(span),
         );
-        let written = upload
+        let answer = upload
             .await
             .map_err(|err| Status::internal(format!("upload task failed: {err}")))??;
-        let metadata = serde_json::to_vec(&written).expect("summaries serialize");
-        Ok(Response::new(once(PutResult {
-            app_metadata: metadata.into(),
-        })))
+        Ok(Response::new(once(answer)))
     }
 
     async fn serve_do_exchange(
@@ -345,7 +379,12 @@ impl FloeService {
         call: &Call,
     ) -> Result<Response<RpcStream<arrow_flight::Result>>, Status> {
         let scope = self.scope(&request, call).await?;
-        let action = request::action(&request.into_inner())?;
+        let action = request.into_inner();
+        if sql::is_action(&action.r#type) {
+            let answer = self.sql.action(action, &scope, call).await?;
+            return Ok(Response::new(futures::stream::iter(answer.map(Ok)).boxed()));
+        }
+        let action = request::action(&action)?;
         let (name, table) = action.describe();
         call.action(name);
         if let Some(table) = table {
@@ -364,12 +403,15 @@ impl FloeService {
         call: &Call,
     ) -> Result<Response<RpcStream<ActionType>>, Status> {
         self.scope(&request, call).await?;
-        let types = request::ACTIONS.iter().map(|(name, description)| {
-            Ok(ActionType {
-                r#type: name.to_string(),
-                description: description.to_string(),
-            })
-        });
+        let types = request::ACTIONS
+            .iter()
+            .chain(sql::ACTIONS)
+            .map(|(name, description)| {
+                Ok(ActionType {
+                    r#type: name.to_string(),
+                    description: description.to_string(),
+                })
+            });
         Ok(Response::new(futures::stream::iter(types).boxed()))
     }
 }

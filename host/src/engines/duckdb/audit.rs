@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use floe_wire::expr::is_internal_function as is_internal;
 
+use super::error::NOT_A_QUERY;
 use crate::error::{Error, Result, quote};
 
 /// What a query reads.
@@ -55,10 +56,18 @@ fn parse(conn: &Connection, sql: &str) -> Result<Value> {
             .get("error_message")
             .and_then(Value::as_str)
             .unwrap_or("");
-        return Err(Error::invalid(format!(
-            "the query could not be checked: {}",
-            quote(message)
-        )));
+        return Err(match tree.get("error_type").and_then(Value::as_str) {
+            Some("parser") => Error::invalid(format!(
+                "{NOT_A_QUERY}; this does not parse as one: {message}"
+            )),
+            _ if message.contains("Only SELECT statements") => {
+                Error::invalid(format!("{NOT_A_QUERY}: the statement is not a SELECT"))
+            }
+            _ => Error::invalid(format!(
+                "the query could not be checked: {}",
+                quote(message)
+            )),
+        });
     }
     Ok(tree)
 }

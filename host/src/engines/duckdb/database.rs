@@ -53,10 +53,10 @@ impl Database {
         unsafe { Connection::open_from_raw(self.raw) }.context("connecting to DuckDB")
     }
 
-    /// Refuse anything but one SELECT statement, without running it; its result
-    /// schema. The error is DuckDB's own when the text does not prepare (syntax,
+    /// Refuse anything but one SELECT statement, without running it; what preparing
+    /// it tells. The error is DuckDB's own when the text does not prepare (syntax,
     /// unknown table, file access).
-    pub fn check_select(&self, sql: &str) -> Result<SchemaRef> {
+    pub fn check_select(&self, sql: &str) -> Result<Described> {
         let c_sql =
             CString::new(sql).map_err(|_| Error::invalid("the query contains a NUL character"))?;
         let mut conn: ffi::duckdb_connection = ptr::null_mut();
@@ -81,17 +81,65 @@ impl Database {
                 Err(Error::invalid(format!(
                     "{NOT_A_QUERY}: the statement is not a SELECT"
                 )))
-            } else if ffi::duckdb_nparams(stmt) > 0 {
-                Err(Error::invalid(
-                    "the query has parameters (?, $1): floe's SQL reads take none, write the values in",
-                ))
             } else {
-                result_schema(conn, stmt)
+                describe(conn, stmt)
             };
             ffi::duckdb_destroy_prepare(&mut stmt);
             ffi::duckdb_disconnect(&mut conn);
             outcome
         }
+    }
+}
+
+/// What preparing a SELECT tells without running it.
+pub struct Described {
+    /// The result schema; None while the query has parameters, whose values' types
+    /// can decide it (`SELECT ?`).
+    pub schema: Option<SchemaRef>,
+    /// One field per parameter (`1`, `2`, ...), typed as far as DuckDB could infer
+    /// from the query; `Null` where any value will do.
+    pub parameters: SchemaRef,
+}
+
+/// SAFETY: `conn` and `stmt` are live handles, `stmt` prepared on `conn`.
+unsafe fn describe(
+    conn: ffi::duckdb_connection,
+    stmt: ffi::duckdb_prepared_statement,
+) -> Result<Described> {
+    unsafe {
+        let count = ffi::duckdb_nparams(stmt);
+        let parameters = (1..=count)
+            .map(|i| {
+                let mut logical = ffi::duckdb_param_logical_type(stmt, i);
+                let known = !logical.is_null()
+                    && !matches!(
+                        ffi::duckdb_get_type_id(logical),
+                        ffi::DUCKDB_TYPE_DUCKDB_TYPE_INVALID | ffi::DUCKDB_TYPE_DUCKDB_TYPE_ANY
+                    );
+                if !known {
+                    if !logical.is_null() {
+                        ffi::duckdb_destroy_logical_type(&mut logical);
+                    }
+                    logical = ffi::duckdb_create_logical_type(ffi::DUCKDB_TYPE_DUCKDB_TYPE_SQLNULL);
+                }
+                (logical, CString::new(i.to_string()).expect("digits"))
+            })
+            .collect::<Vec<_>>();
+        let (mut types, names): (Vec<_>, Vec<_>) = parameters.into_iter().unzip();
+        let mut name_ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+        let parameters = arrow_schema(conn, &mut types, &mut name_ptrs);
+        for logical_type in &mut types {
+            ffi::duckdb_destroy_logical_type(logical_type);
+        }
+        let schema = if count == 0 {
+            Some(result_schema(conn, stmt)?)
+        } else {
+            None
+        };
+        Ok(Described {
+            schema,
+            parameters: parameters?,
+        })
     }
 }
 
@@ -111,6 +159,26 @@ unsafe fn result_schema(
         let mut names: Vec<*const c_char> = (0..count)
             .map(|i| ffi::duckdb_prepared_statement_column_name(stmt, i))
             .collect();
+        let schema = arrow_schema(conn, &mut types, &mut names);
+        for logical_type in &mut types {
+            ffi::duckdb_destroy_logical_type(logical_type);
+        }
+        for name in names {
+            ffi::duckdb_free(name as *mut std::ffi::c_void);
+        }
+        schema
+    }
+}
+
+/// DuckDB logical types and names as an Arrow schema, with `conn`'s Arrow options.
+///
+/// SAFETY: `conn` is live; `types` and `names` are as long and valid.
+unsafe fn arrow_schema(
+    conn: ffi::duckdb_connection,
+    types: &mut [ffi::duckdb_logical_type],
+    names: &mut [*const c_char],
+) -> Result<SchemaRef> {
+    unsafe {
         let mut options: ffi::duckdb_arrow_options = ptr::null_mut();
         ffi::duckdb_connection_get_arrow_options(conn, &mut options);
         let mut schema = FFI_ArrowSchema::empty();
@@ -118,28 +186,22 @@ unsafe fn result_schema(
             options,
             types.as_mut_ptr(),
             names.as_mut_ptr(),
-            count,
+            types.len() as ffi::idx_t,
             &mut schema as *mut FFI_ArrowSchema as *mut ffi::ArrowSchema,
         );
         let outcome = if ffi::duckdb_error_data_has_error(error) {
             let message = CStr::from_ptr(ffi::duckdb_error_data_message(error));
             Err(Error::internal(format!(
-                "converting the result schema to Arrow: {}",
+                "converting a schema to Arrow: {}",
                 message.to_string_lossy()
             )))
         } else {
             Schema::try_from(&schema)
                 .map(Arc::new)
-                .map_err(|err| Error::internal(format!("importing the result schema: {err}")))
+                .map_err(|err| Error::internal(format!("importing a schema: {err}")))
         };
         ffi::duckdb_destroy_error_data(&mut error);
         ffi::duckdb_destroy_arrow_options(&mut options);
-        for logical_type in &mut types {
-            ffi::duckdb_destroy_logical_type(logical_type);
-        }
-        for name in names {
-            ffi::duckdb_free(name as *mut std::ffi::c_void);
-        }
         outcome
     }
 }
@@ -206,11 +268,33 @@ mod tests {
                    'x' AS s, 'x'::BLOB AS bl, TRUE AS t, DATE '2024-01-02' AS dt, \
                    TIMESTAMPTZ '2024-01-02 03:04:05+00' AS ts, TIMESTAMP '2024-01-02' AS tn, \
                    [1, 2] AS l, {'a': 1, 'b': 'c'} AS st, NULL::DOUBLE AS n";
-        let prepared = db.check_select(sql).unwrap();
+        let prepared = db.check_select(sql).unwrap().schema.unwrap();
         let conn = db.connect().unwrap();
         let mut stmt = conn.prepare(sql).unwrap();
         let executed = stmt.query_arrow([]).unwrap().get_schema();
         assert_eq!(prepared, executed);
+    }
+
+    #[test]
+    fn parameters_are_counted_and_typed_where_the_query_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&dir.path().join("t.db")).unwrap();
+        db.connect()
+            .unwrap()
+            .execute_batch("CREATE TABLE t AS SELECT 1::BIGINT AS a")
+            .unwrap();
+        let described = db
+            .check_select("SELECT a, ? AS x FROM t WHERE a = ?")
+            .unwrap();
+        assert!(described.schema.is_none());
+        let types: Vec<_> = described
+            .parameters
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        assert_eq!(types.len(), 2);
+        assert_eq!(types[1], arrow::datatypes::DataType::Int64);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 
 use crate::error::{Context, Error, Result};
 
-pub const NOT_A_QUERY: &str =
-    "only a single read-only query (SELECT, WITH, FROM, VALUES, ...) is allowed";
+pub const NOT_A_QUERY: &str = "only a single read-only query (SELECT, WITH, FROM, VALUES, ...) \
+     is allowed; tables are written by upload (floe's DoPut, Flight SQL ingest, ADBC adbc_ingest)";
 
 /// A failed query, explained in terms of what the client sent.
 pub fn query_error(err: duckdb::Error) -> Error {

@@ -27,6 +27,7 @@ use crate::config::{DuckSettings, ReaderChoice};
 use crate::error::{Context, Error, Result};
 
 pub use audit::References;
+pub use database::Described;
 pub use database::library;
 pub use read::QueryStream;
 pub use write::DuckWrite;
@@ -139,24 +140,61 @@ impl DuckEngine {
         self.db.connect()
     }
 
-    /// The result schema of `query`, from preparing it: nothing runs, no data is read.
+    /// The result schema of `query`, from preparing it: nothing runs, no data is
+    /// read. A query with parameters starts with its values and no rows
+    /// (`LIMIT 0`), since their types can decide its schema (`SELECT ?`).
     pub async fn schema_of(self: &Arc<Self>, query: &Query) -> Result<SchemaRef> {
-        let (text, origin) = (query.described(), query.origin());
-        self.blocking(move |engine| engine.check(&text, origin))
+        let query = query.clone();
+        self.blocking(move |engine| {
+            let text = query.described();
+            if let Some(schema) = engine.check(&text, query.origin(), query.params().len())? {
+                return Ok(schema);
+            }
+            let conn = engine.connect()?;
+            let mut stmt = conn
+                .prepare(&format!("{text} LIMIT 0"))
+                .map_err(error::query_error)?;
+            let values = read::values(query.params());
+            let stream = stmt
+                .stream_arrow(duckdb::params_from_iter(values))
+                .map_err(error::query_error)?;
+            Ok(stream.get_schema())
+        })
+        .await
+    }
+
+    /// A client's SQL prepared but not run: its result schema (when it has no
+    /// parameters) and its parameters. Checked as [`Self::check`] checks.
+    pub async fn describe(self: &Arc<Self>, sql: &str) -> Result<Described> {
+        let query = Query::client(sql, &[]);
+        self.blocking(move |engine| engine.describe_now(query.text(), Origin::Client))
             .await
     }
 
-    /// Refuse anything but one SELECT and, for a client's, one that names the
-    /// engine's internals; the result schema.
-    fn check(&self, sql: &str, origin: Origin) -> Result<SchemaRef> {
-        let schema = self.db.check_select(sql)?;
+    fn describe_now(&self, sql: &str, origin: Origin) -> Result<Described> {
+        // A client's text is parsed before it is prepared: the parser names a
+        // statement that is not a query, where preparing it fails on other grounds.
         if origin == Origin::Client {
             if !self.json {
                 return Err(no_json());
             }
             audit::check_names(&self.connect()?, sql)?;
         }
-        Ok(schema)
+        self.db.check_select(sql)
+    }
+
+    /// Refuse anything but one SELECT with a value for each of its parameters and,
+    /// for a client's, one that names the engine's internals; the result schema
+    /// when preparing tells it.
+    fn check(&self, sql: &str, origin: Origin, values: usize) -> Result<Option<SchemaRef>> {
+        let described = self.describe_now(sql, origin)?;
+        let wanted = described.parameters.fields().len();
+        if wanted != values {
+            return Err(Error::invalid(format!(
+                "the query has {wanted} parameter(s) (?, $1...) but {values} value(s) were given"
+            )));
+        }
+        Ok(described.schema)
     }
 
     /// What a client's SQL reads; see [`audit::references`].
@@ -196,7 +234,11 @@ impl DuckEngine {
                     let count: i64 = conn
                         .query_row(&sql::count_rows(&name), [], |r| r.get(0))
                         .context("counting rows")?;
-                    let schema = engine.db.check_select(Query::whole(&name).text())?;
+                    let schema = engine
+                        .db
+                        .check_select(Query::whole(&name).text())?
+                        .schema
+                        .ok_or_else(|| Error::internal("a table read has parameters"))?;
                     Ok((name, schema, count as u64))
                 })
                 .collect()

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use arrow::array::RecordBatch;
 use arrow::compute::BatchCoalescer;
 use arrow::datatypes::SchemaRef;
+use duckdb::types::Value;
 use duckdb::{Connection, InterruptHandle};
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -15,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::DuckEngine;
 use super::error::query_error;
 use super::sql::{Origin, Query};
+use crate::command::SqlValue;
 use crate::error::{Error, Result};
 use crate::limits::holding;
 
@@ -62,6 +64,7 @@ impl DuckEngine {
     /// Run `query` on a blocking thread and stream its result.
     pub async fn query(self: &Arc<Self>, query: Query) -> Result<QueryStream> {
         let (sql, origin) = (query.text().to_string(), query.origin());
+        let params = values(query.params());
         let (schema_tx, schema_rx) = oneshot::channel();
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let engine = self.clone();
@@ -74,7 +77,7 @@ impl DuckEngine {
             let failed = tx.clone();
             // duckdb-rs may panic on a failed fetch: the panic fails this request only.
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                engine.run(&conn, &sql, origin, schema_tx, &tx)
+                engine.run(&conn, (&sql, origin, params), schema_tx, &tx)
             }));
             close(conn, &handle);
             let error = match outcome {
@@ -105,12 +108,13 @@ impl DuckEngine {
     fn run(
         &self,
         conn: &Connection,
-        sql: &str,
-        origin: Origin,
+        (sql, origin, params): (&str, Origin, Vec<Value>),
         schema_tx: oneshot::Sender<Result<SchemaRef>>,
         tx: &mpsc::Sender<Result<RecordBatch>>,
     ) -> Result<()> {
-        let started = self.check(sql, origin).and_then(|_| start(conn, sql));
+        let started = self
+            .check(sql, origin, params.len())
+            .and_then(|_| start(conn, sql, params));
         let (stmt, schema) = match started {
             Ok(started) => started,
             Err(err) => {
@@ -142,14 +146,32 @@ impl DuckEngine {
     }
 }
 
-/// Execute `sql` as a streaming query and report its schema.
+/// Execute `sql` with its parameters' values as a streaming query and report its schema.
 fn start<'c>(
     conn: &'c duckdb::Connection,
     sql: &str,
+    params: Vec<Value>,
 ) -> Result<(duckdb::Statement<'c>, SchemaRef)> {
     let mut stmt = conn.prepare(sql).map_err(query_error)?;
-    let schema = stmt.stream_arrow([]).map_err(query_error)?.get_schema();
+    let schema = stmt
+        .stream_arrow(duckdb::params_from_iter(params))
+        .map_err(query_error)?
+        .get_schema();
     Ok((stmt, schema))
+}
+
+/// Parameter values as DuckDB binds them.
+pub(super) fn values(params: &[SqlValue]) -> Vec<Value> {
+    params
+        .iter()
+        .map(|param| match param {
+            SqlValue::Null => Value::Null,
+            SqlValue::Bool(b) => Value::Boolean(*b),
+            SqlValue::Int(i) => Value::BigInt(*i),
+            SqlValue::Float(f) => Value::Double(*f),
+            SqlValue::Text(s) => Value::Text(s.clone()),
+        })
+        .collect()
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -7,12 +7,13 @@ use std::path::Path;
 use arrow::datatypes::{DataType, Fields, Schema, TimeUnit};
 use floe_wire::expr::ast::Expr;
 
-use crate::command::TableName;
+use crate::command::{SqlValue, TableName};
 use crate::error::{Error, Result};
 
-/// A query the engine can run: a client's SQL, or one built here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Query(String, Origin);
+/// A query the engine can run: a client's SQL (with the values of its `?` / `$n`
+/// parameters, bound by DuckDB, never spliced into the text), or one built here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query(String, Origin, Vec<SqlValue>);
 
 /// Who wrote a query: a client's SQL is checked for what it names before it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,12 +25,21 @@ pub enum Origin {
 impl Query {
     /// A client's SQL as written (a trailing `;` is harmless). The engine refuses
     /// anything but one read-only query, naming no engine internals, before running it.
-    pub fn client(sql: &str) -> Self {
-        Self(sql.trim().trim_end_matches(';').to_string(), Origin::Client)
+    pub fn client(sql: &str, params: &[SqlValue]) -> Self {
+        Self(
+            sql.trim().trim_end_matches(';').to_string(),
+            Origin::Client,
+            params.to_vec(),
+        )
     }
 
     pub fn origin(&self) -> Origin {
         self.1
+    }
+
+    /// The values bound to the query's parameters, in order.
+    pub fn params(&self) -> &[SqlValue] {
+        &self.2
     }
 
     /// `SELECT columns FROM source WHERE filter LIMIT n`: DuckDB pushes all three
@@ -48,7 +58,7 @@ impl Query {
         if let Some(limit) = limit {
             sql.push_str(&format!(" LIMIT {limit}"));
         }
-        Self(sql, Origin::Host)
+        Self(sql, Origin::Host, Vec::new())
     }
 
     /// Only `columns` of this query's result, in that order.
@@ -57,12 +67,17 @@ impl Query {
         Self(
             format!("SELECT {} FROM (\n{}\n)", column_list(columns), self.0),
             self.1,
+            self.2.clone(),
         )
     }
 
     /// Every row of a table.
     pub fn whole(name: &TableName) -> Self {
-        Self(format!("SELECT * FROM {}", table(name)), Origin::Host)
+        Self(
+            format!("SELECT * FROM {}", table(name)),
+            Origin::Host,
+            Vec::new(),
+        )
     }
 
     pub fn text(&self) -> &str {
@@ -252,6 +267,11 @@ pub const TABLE_EXISTS: &str = "SELECT count(*) > 0 FROM duckdb_tables() \
      WHERE database_name = current_database() AND schema_name = ? AND table_name = ?";
 
 // Arrow types as DuckDB SQL type names, for DDL and typed empty relations.
+
+/// The SQL name DuckDB gives an Arrow type (None for a type it has no name for).
+pub fn type_name(dt: &DataType) -> Option<String> {
+    duckdb_type(dt).ok()
+}
 
 fn duckdb_type(dt: &DataType) -> Result<String> {
     Ok(match dt {
