@@ -18,6 +18,14 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+/// Basic credentials' base64, with or without padding: Go's Flight clients (ADBC,
+/// the JDBC driver's peers) send it unpadded.
+const BASIC: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -62,7 +70,7 @@ impl Credentials {
         match scheme.to_ascii_lowercase().as_str() {
             "bearer" => Ok(Self::Bearer(rest.trim().to_string())),
             "basic" => {
-                let decoded = base64::engine::general_purpose::STANDARD
+                let decoded = BASIC
                     .decode(rest.trim())
                     .ok()
                     .and_then(|bytes| String::from_utf8(bytes).ok())

@@ -96,7 +96,7 @@ pub struct Described {
     /// The result schema; None while the query has parameters, whose values' types
     /// can decide it (`SELECT ?`).
     pub schema: Option<SchemaRef>,
-    /// One field per parameter (`1`, `2`, ...), typed as far as DuckDB could infer
+    /// One field per parameter (`$1`, `$2`, ...), typed as far as DuckDB could infer
     /// from the query; `Null` where any value will do.
     pub parameters: SchemaRef,
 }
@@ -122,7 +122,7 @@ unsafe fn describe(
                     }
                     logical = ffi::duckdb_create_logical_type(ffi::DUCKDB_TYPE_DUCKDB_TYPE_SQLNULL);
                 }
-                (logical, CString::new(i.to_string()).expect("digits"))
+                (logical, CString::new(format!("${i}")).expect("digits"))
             })
             .collect::<Vec<_>>();
         let (mut types, names): (Vec<_>, Vec<_>) = parameters.into_iter().unzip();

@@ -134,6 +134,7 @@ async fn tables(core: &Core, scope: &Scope) -> Result<Vec<TableInfo>> {
 /// (the SQL type name above all).
 fn columns(table: &TableInfo) -> Schema {
     let fields = table.schema.fields().iter().map(|field| {
+        let field = utc_named(field);
         let mut metadata = field.metadata().clone();
         let mut put = |key: &str, value: String| {
             metadata.insert(format!("ARROW:FLIGHT:SQL:{key}"), value);
@@ -152,9 +153,20 @@ fn columns(table: &TableInfo) -> Schema {
         put("IS_CASE_SENSITIVE", "1".into());
         put("IS_READ_ONLY", "1".into());
         put("IS_SEARCHABLE", "1".into());
-        Arc::new(field.as_ref().clone().with_metadata(metadata))
+        Arc::new(field.with_metadata(metadata))
     });
     Schema::new(fields.collect::<Vec<_>>())
+}
+
+/// Iceberg's `timestamptz` is UTC, which iceberg-rust spells `+00:00` and DuckDB's
+/// results `UTC`: a table's columns are described as queries return them.
+fn utc_named(field: &Field) -> Field {
+    match field.data_type() {
+        DataType::Timestamp(unit, Some(tz)) if tz.as_ref() == "+00:00" => field
+            .clone()
+            .with_data_type(DataType::Timestamp(*unit, Some("UTC".into()))),
+        _ => field.clone(),
+    }
 }
 
 fn primary_keys_schema() -> SchemaRef {
