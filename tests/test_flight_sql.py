@@ -49,7 +49,7 @@ def root(host) -> Client:
 
 
 def connect(host, user: str = "root"):
-    return flightsql.connect(host.location, db_kwargs={"username": user, "password": PASSWORD})
+    return flightsql.connect(host.location, db_kwargs={"username": user, "password": PASSWORD}, autocommit=True)
 
 
 def query(host, sql: str, parameters=None, user: str = "root") -> pa.Table:
@@ -258,6 +258,9 @@ def test_flight_sql_client_cli(host):
     tables = rows(cli(host, "tables", "floe", "--db-schema-filter", "raw"))
     assert ["floe", "raw", "orders", "table"] in tables
     assert all(t[1] == "raw" for t in tables)
+    # JDBC tools ask for the type in capitals; patterns as the spec says.
+    assert rows(cli(host, "tables", "floe", "--table-types", "TABLE", "-t", "ord%")) == [["floe", "raw", "orders", "table"]]
+    assert rows(cli(host, "tables", "floe", "--table-types", "VIEW")) == []
     assert rows(cli(host, "table-types")) == [["table"]]
 
 

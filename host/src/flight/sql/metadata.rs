@@ -81,7 +81,9 @@ pub async fn answer(
             }
             built(builder.build())
         }
-        Command::CommandGetTables(c) => {
+        Command::CommandGetTables(mut c) => {
+            // JDBC tools ask for `TABLE`: a type matches in any case.
+            c.table_types.iter_mut().for_each(|t| *t = t.to_lowercase());
             let mut builder = c.into_builder();
             for table in tables(core, scope).await? {
                 let columns = columns(&table);
