@@ -148,6 +148,29 @@ def test_adbc_get_objects_lists_catalog_schemas_tables_and_columns(host):
     assert [f.type for f in schema] == [f.type for f in data.SCHEMA]
 
 
+def metadata(client: Client, name: str, *fields_: bytes) -> pa.Table:
+    descriptor = flight.FlightDescriptor.for_command(any_message(name, *fields_))
+    info = client.flight.get_flight_info(descriptor, client.options)
+    answer = client.flight.do_get(info.endpoints[0].ticket, client.options).read_all()
+    assert answer.schema.equals(info.schema)
+    return answer
+
+
+def test_server_facts_types_and_keys(host, root):
+    with connect(host) as conn:
+        info = conn.adbc_get_info()
+    assert info["vendor_name"] == "floe"
+    assert info["vendor_version"] == root.action("healthcheck")["version"]
+    types = metadata(root, "CommandGetXdbcTypeInfo").column("type_name").to_pylist()
+    assert {"BIGINT", "DOUBLE", "DECIMAL", "VARCHAR", "DATE", "TIMESTAMP", "BOOLEAN"} <= set(types)
+    # No keys: empty answers with the schemas the spec gives them (JDBC browsing asks).
+    table = field(3, b"orders")
+    assert metadata(root, "CommandGetPrimaryKeys", table).num_rows == 0
+    imported = metadata(root, "CommandGetImportedKeys", table)
+    assert imported.num_rows == 0 and "fk_table_name" in imported.schema.names
+    assert metadata(root, "CommandGetExportedKeys", table).num_rows == 0
+
+
 def test_adbc_ingest_modes(host, root):
     one, two = pa.table({"a": [1, 2]}), pa.table({"a": [3]})
     with connect(host) as conn, conn.cursor() as cur:
