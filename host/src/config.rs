@@ -75,6 +75,24 @@ pub struct DuckSettings {
     #[arg(long, value_name = "SIZE", env = "FLOE_DUCKDB_MEMORY_LIMIT", default_value = "50%",
           value_parser = MemoryLimit::parse)]
     pub duckdb_memory_limit: MemoryLimit,
+    /// Tables whose plans (metadata and recent snapshots' data files) are kept in
+    /// memory, so small reads skip re-reading them; 0 turns the plan cache off
+    /// (every read plans from the catalog and reads through `iceberg_scan`).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "FLOE_PLAN_CACHE_TABLES",
+        default_value_t = 1024
+    )]
+    pub plan_cache_tables: usize,
+    /// The plan cache's memory bound, in MiB (the least recently used tables go first).
+    #[arg(
+        long,
+        value_name = "MIB",
+        env = "FLOE_PLAN_CACHE_MIB",
+        default_value_t = 256
+    )]
+    pub plan_cache_mib: usize,
     /// The threads DuckDB runs a query on [default: the machine's cores].
     #[arg(long, value_name = "N", env = "FLOE_DUCKDB_THREADS",
           value_parser = clap::value_parser!(u64).range(1..=1024))]

@@ -30,6 +30,10 @@ pub struct Metrics {
     pub plugin_traps: AtomicU64,
     pub plugin_memory_refusals: AtomicU64,
     pub active_uploads: AtomicI64,
+    pub plan_cache_hits: AtomicU64,
+    pub plan_cache_misses: AtomicU64,
+    pub plan_cache_tables: AtomicU64,
+    pub plan_cache_bytes: AtomicU64,
 }
 
 pub fn metrics() -> &'static Metrics {
@@ -174,9 +178,34 @@ impl Metrics {
                 &self.plugin_memory_refusals,
                 "Plugin memory growths refused at the cap.",
             ),
+            (
+                "floe_plan_cache_hits_total",
+                &self.plan_cache_hits,
+                "Table plans (metadata, snapshot files) found in the plan cache.",
+            ),
+            (
+                "floe_plan_cache_misses_total",
+                &self.plan_cache_misses,
+                "Table plans read from storage (new tables, new commits, evictions).",
+            ),
         ] {
             head(&mut out, name, "counter", help);
             let _ = writeln!(out, "{name} {}", load(counter));
+        }
+        for (name, gauge, help) in [
+            (
+                "floe_plan_cache_tables",
+                &self.plan_cache_tables,
+                "Tables in the plan cache.",
+            ),
+            (
+                "floe_plan_cache_bytes",
+                &self.plan_cache_bytes,
+                "The plan cache's approximate size.",
+            ),
+        ] {
+            head(&mut out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {}", load(gauge));
         }
         head(
             &mut out,

@@ -158,7 +158,10 @@ impl Core {
     /// schema. When the chain reads only some columns, the query scans only those
     /// and the chain is told (not bound again).
     async fn bind(&self, plan: ReadPlan) -> Result<(Query, Chain)> {
-        let schema = self.lakehouse.schema_of(&plan.query).await?;
+        let schema = match &plan.shape {
+            Some(shape) => self.lakehouse.snapshot_schema(shape).await?,
+            None => self.lakehouse.schema_of(&plan.query).await?,
+        };
         let mut chain = self
             .bind_chain(plan.ticket.transforms(), schema.clone())
             .await?;

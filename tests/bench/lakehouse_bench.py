@@ -9,7 +9,10 @@ run against the last run's tables. The bare Parquet write (host/examples/parquet
 uses floe's Parquet settings, once on one thread and once with one file per core. The
 8-client mix (4 reads, 1 append of 100 rows, per client, for 10 s) reads the selective
 scan's result of a small table on both sides; floe also runs it with 100-row slices of
-lineitem as the reads. Writes tests/bench/results/latest.{json,md}.
+lineitem as the reads. The baseline runs twice: as the prototype was (whole tables,
+filtered client-side) and as its strongest fair version (`prototype_server.py
+--pushdown`: columns, filter and limit in its DuckDB query). Writes
+tests/bench/results/latest.{json,md}.
 """
 from __future__ import annotations
 
@@ -66,11 +69,12 @@ def peak_rss_mib(pid: int) -> float:
 class Prototype:
     """The baseline server as a process."""
 
-    def __init__(self, warehouse: Path):
+    def __init__(self, warehouse: Path, pushdown: bool = False):
         self.port = free_port()
         self.location = f"grpc://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "prototype_server.py"), "--warehouse", str(warehouse),
-                                      "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        args = ["--warehouse", str(warehouse), "--port", str(self.port), *(["--pushdown"] if pushdown else [])]
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "prototype_server.py"), *args],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = flight.FlightClient(self.location)
         for _ in range(200):
             try:
@@ -195,6 +199,9 @@ def bench_scale(scale: float, runs: int, tmp: Path) -> dict:
         "floe_peak_rss_mib": median(floe_rss), "baseline_peak_rss_mib": median(proto_rss),
     }
 
+    # The strongest fair baseline: the same stack pushing columns, filter and limit into
+    # its DuckDB query, on the last run's warehouse.
+    strong = Prototype(tmp / f"proto-{scale}-{runs - 1}", pushdown=True)
     try:
         for name in ["select", "filter"]:
             subprocess.run([str(HOST_BIN), "plugins", "add", name, str(GUESTS / f"{name}.wasm"), "-w",
@@ -212,6 +219,7 @@ def bench_scale(scale: float, runs: int, tmp: Path) -> dict:
             "floe": [timed(lambda: get(host.location, table))[0] for _ in range(runs)],
             "duckdb_in_process": [timed(in_process)[0] for _ in range(runs)],
             "baseline": [timed(lambda: get(proto.location, table))[0] for _ in range(runs)],
+            "baseline_pushdown": [timed(lambda: get(strong.location, table))[0] for _ in range(runs)],
         }
         out["full_scan"] = {f"{k}_s": median(v) for k, v in scans.items()} | {"runs": scans}
 
@@ -222,6 +230,7 @@ def bench_scale(scale: float, runs: int, tmp: Path) -> dict:
             "floe_pushdown": [timed(lambda: get(host.location, pushdown))[0] for _ in range(runs)],
             "floe_wasm": [timed(lambda: get(host.location, wasm))[0] for _ in range(runs)],
             "baseline_client_side": [timed(lambda: baseline_selective(proto.location, "bench.lineitem"))[0] for _ in range(runs)],
+            "baseline_pushdown": [timed(lambda: get(strong.location, pushdown))[0] for _ in range(runs)],
         }
         out["selective_scan"] = {f"{k}_s": median(v) for k, v in selective.items()} | {"runs": selective}
 
@@ -233,6 +242,7 @@ def bench_scale(scale: float, runs: int, tmp: Path) -> dict:
 
         floe_small = latencies(lambda: get(host.location, slice_command(int(time.perf_counter_ns()) % 1000)), 100)
         proto_small = latencies(lambda: baseline_selective(proto.location, "bench.lineitem"), 5 if scale >= 1 else 20)
+        strong_small = latencies(lambda: get(strong.location, slice_command(int(time.perf_counter_ns()) % 1000)), 100)
         small_batch = batches[0].slice(0, 100)
         put(host.location, "bench.small", [small_batch], "overwrite")
         put(proto.location, "bench.small", [small_batch])
@@ -243,16 +253,20 @@ def bench_scale(scale: float, runs: int, tmp: Path) -> dict:
                               lambda i, k: put(host.location, "bench.small", [small_batch], "append"))
         proto_rps = mixed_load(lambda i, k: baseline_selective(proto.location, "bench.small"),
                                lambda i, k: put(proto.location, "bench.small", [small_batch]))
+        strong_rps = mixed_load(lambda i, k: get(strong.location, small_pushdown),
+                                lambda i, k: put(strong.location, "bench.small", [small_batch]))
         # floe alone: the same mix with the 100-row slices of lineitem as the reads.
         floe_slices_rps = mixed_load(lambda i, k: get(host.location, slice_command(i * 1000 + k)),
                                      lambda i, k: put(host.location, "bench.small", [small_batch], "append"))
-        out["small_requests"] = {"floe": floe_small, "baseline": proto_small,
+        out["small_requests"] = {"floe": floe_small, "baseline": proto_small, "baseline_pushdown": strong_small,
                                  "floe_8_clients_rps": floe_rps, "baseline_8_clients_rps": proto_rps,
+                                 "baseline_pushdown_8_clients_rps": strong_rps,
                                  "floe_8_clients_lineitem_slices_rps": floe_slices_rps}
         out["peak_rss_mib"] = {"floe": peak_rss_mib(host.proc.pid), "baseline": peak_rss_mib(proto.proc.pid)}
     finally:
         host.stop()
         proto.stop()
+        strong.stop()
     return out
 
 
@@ -263,27 +277,34 @@ def ratios(r: dict) -> dict:
         "ingest_vs_bare_parquet": i["bare_parquet_s"] / i["floe_s"],
         "ingest_vs_bare_parquet_all_cores": i["bare_parquet_all_cores_s"] / i["floe_s"],
         "full_scan_vs_baseline": f["baseline_s"] / f["floe_s"],
+        "full_scan_vs_pushdown_baseline": f["baseline_pushdown_s"] / f["floe_s"],
         "full_scan_vs_duckdb_in_process": f["duckdb_in_process_s"] / f["floe_s"],
         "selective_pushdown_vs_baseline": s["baseline_client_side_s"] / s["floe_pushdown_s"],
+        "selective_pushdown_vs_pushdown_baseline": s["baseline_pushdown_s"] / s["floe_pushdown_s"],
         "selective_wasm_vs_pushdown": s["floe_wasm_s"] / s["floe_pushdown_s"],
         "small_p50_baseline_over_floe": q["baseline"]["p50_ms"] / q["floe"]["p50_ms"],
+        "small_p50_pushdown_baseline_over_floe": q["baseline_pushdown"]["p50_ms"] / q["floe"]["p50_ms"],
         "eight_clients_floe_over_baseline": q["floe_8_clients_rps"] / q["baseline_8_clients_rps"],
+        "eight_clients_floe_over_pushdown_baseline": q["floe_8_clients_rps"] / q["baseline_pushdown_8_clients_rps"],
     }
 
 
 def markdown(report: dict) -> str:
     lines = [f"Machine: {report['machine']}; {report['date']}; median of {report['runs']} runs. "
-             "Baseline = the prototype's stack (tests/bench/prototype_server.py).", "",
-             "| SF | rows | ingest floe / bare Parquet 1 core / all cores / baseline (s) | full scan floe / DuckDB in-process / baseline (s) | selective pushdown / WASM / baseline (s) | 100-row read p50 (p99) floe / baseline (ms) | 8 clients floe / baseline (req/s) | peak RSS floe / baseline (MiB) |",
+             "Baseline = the prototype's stack (tests/bench/prototype_server.py); pushdown = the same stack "
+             "pushing columns, filter and limit into its DuckDB query (`--pushdown`).", "",
+             "| SF | rows | ingest floe / bare Parquet 1 core / all cores / baseline (s) | full scan floe / DuckDB in-process / baseline / pushdown (s) | selective floe pushdown / WASM / baseline / pushdown (s) | 100-row read p50 (p99) floe / baseline / pushdown (ms) | 8 clients floe / baseline / pushdown (req/s) | peak RSS floe / baseline (MiB) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in report["scales"]:
         i, f, s, q, m = r["ingest"], r["full_scan"], r["selective_scan"], r["small_requests"], r["peak_rss_mib"]
         lines.append(
             f"| {r['scale']} | {r['rows']:,} | {i['floe_s']:.2f} / {i['bare_parquet_s']:.2f} / {i['bare_parquet_all_cores_s']:.2f} / {i['baseline_s']:.2f} "
-            f"| {f['floe_s']:.2f} / {f['duckdb_in_process_s']:.2f} / {f['baseline_s']:.2f} "
-            f"| {s['floe_pushdown_s']:.2f} / {s['floe_wasm_s']:.2f} / {s['baseline_client_side_s']:.2f} "
+            f"| {f['floe_s']:.2f} / {f['duckdb_in_process_s']:.2f} / {f['baseline_s']:.2f} / {f['baseline_pushdown_s']:.2f} "
+            f"| {s['floe_pushdown_s']:.2f} / {s['floe_wasm_s']:.2f} / {s['baseline_client_side_s']:.2f} / {s['baseline_pushdown_s']:.2f} "
             f"| {q['floe']['p50_ms']:.1f} ({q['floe']['p99_ms']:.1f}) / {q['baseline']['p50_ms']:.0f} ({q['baseline']['p99_ms']:.0f}) "
-            f"| {q['floe_8_clients_rps']:.0f} / {q['baseline_8_clients_rps']:.1f} | {m['floe']:.0f} / {m['baseline']:.0f} |")
+            f"/ {q['baseline_pushdown']['p50_ms']:.1f} ({q['baseline_pushdown']['p99_ms']:.1f}) "
+            f"| {q['floe_8_clients_rps']:.0f} / {q['baseline_8_clients_rps']:.1f} / {q['baseline_pushdown_8_clients_rps']:.1f} "
+            f"| {m['floe']:.0f} / {m['baseline']:.0f} |")
     lines += ["", "| SF | floe ingest (M rows/s, MB/s) | floe full scan (M rows/s, MB/s) | baseline ingest | baseline full scan |",
               "|---|---|---|---|---|"]
     for r in report["scales"]:

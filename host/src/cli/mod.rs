@@ -339,6 +339,13 @@ async fn doctor(args: Settings) -> anyhow::Result<()> {
     let requests = &args.limits;
     println!("duckdb memory:   {}", args.duck.duckdb_memory_limit);
     println!("duckdb threads:  {}", args.duck.threads());
+    println!(
+        "plan cache:      {}",
+        match args.duck.plan_cache_tables {
+            0 => "off (every read plans from the catalog)".to_string(),
+            n => format!("{n} tables, {} MiB", args.duck.plan_cache_mib),
+        }
+    );
     println!("request timeout: {:?}", requests.request_timeout());
     println!("max queries:     {}", requests.max_concurrent_queries);
     println!("max plugins:     {}", requests.max_concurrent_plugins());

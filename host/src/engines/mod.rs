@@ -20,13 +20,15 @@ use arrow::datatypes::SchemaRef;
 use self::duckdb::sql::{Query, Source};
 use self::duckdb::{DuckEngine, IcebergReader, QueryStream};
 use self::iceberg::{
-    COMPACT_AT, COMPACT_ON_DEMAND_AT, Committed, IcebergEngine, LoadedTable, local_path,
+    COMPACT_AT, COMPACT_ON_DEMAND_AT, Committed, IcebergEngine, LoadedTable, PlanCache,
+    SchemaCache, local_path,
 };
 use crate::command::{TableName, Target};
 use crate::config::DuckSettings;
 use crate::error::{Context, Error, Result};
 
 pub use self::duckdb::{Described, References};
+pub use self::iceberg::CacheSize;
 pub use plan::ReadPlan;
 pub use write::{WriteHandle, Written};
 
@@ -38,6 +40,8 @@ pub struct Lakehouse {
     views: tokio::sync::Mutex<HashMap<TableName, String>>,
     /// Tables a background compaction is working on.
     compacting: std::sync::Mutex<HashSet<TableName>>,
+    /// Result schemas of queries over Iceberg snapshots.
+    schemas: SchemaCache,
 }
 
 /// A table as `list_tables` reports it.
@@ -81,7 +85,10 @@ impl Lakehouse {
     pub async fn open(warehouse: &Path, duck: &DuckSettings) -> Result<Self> {
         std::fs::create_dir_all(warehouse)
             .with_context(|| format!("creating the warehouse {}", warehouse.display()))?;
-        let iceberg = IcebergEngine::open(&catalog_path(warehouse), &tables_dir(warehouse)).await?;
+        let cache = PlanCache::new(duck.plan_cache_tables, duck.plan_cache_mib << 20);
+        let schemas = SchemaCache::new(if cache.enabled() { 4096 } else { 0 });
+        let iceberg =
+            IcebergEngine::open(&catalog_path(warehouse), &tables_dir(warehouse), cache).await?;
         let duck = DuckEngine::open(warehouse, duck).await?;
         // Views left by an earlier run are re-pointed, or dropped if their table is gone.
         let known = duck
@@ -96,6 +103,7 @@ impl Lakehouse {
             warehouse: warehouse.to_path_buf(),
             views: tokio::sync::Mutex::new(known),
             compacting: Default::default(),
+            schemas,
         };
         lakehouse.sync_views().await?;
         Ok(lakehouse)
@@ -126,6 +134,16 @@ impl Lakehouse {
         self.duck.schema_of(query).await
     }
 
+    /// The same for a query over data that never changes: kept once known.
+    pub async fn snapshot_schema(&self, query: &Query) -> Result<SchemaRef> {
+        if let Some(schema) = self.schemas.get(query.text()) {
+            return Ok(schema);
+        }
+        let schema = self.duck.schema_of(query).await?;
+        self.schemas.put(query.text(), schema.clone());
+        Ok(schema)
+    }
+
     /// What a client's SQL reads (its internal names refused), from DuckDB's parser.
     pub async fn sql_references(&self, sql: &str) -> Result<References> {
         self.duck.references(sql).await
@@ -150,9 +168,13 @@ impl Lakehouse {
         self.duck.query(query).await
     }
 
-    /// The FROM item that reads an Iceberg table at `snapshot` (None: no data yet).
+    /// The FROM item that reads an Iceberg table at `snapshot` (None: no data yet):
+    /// `read_parquet` over the snapshot's files (cached per snapshot) when that is
+    /// exact, DuckDB's `iceberg_scan` otherwise (delete files, files of older schemas)
+    /// and whenever the plan cache is off.
     async fn iceberg_source(
         &self,
+        name: &TableName,
         table: &LoadedTable,
         snapshot: Option<&SnapshotRef>,
     ) -> Result<Source> {
@@ -162,26 +184,33 @@ impl Lakehouse {
                 schema_to_arrow_schema(metadata.current_schema()).context("table schema")?;
             return Source::empty(&schema);
         };
-        match self.duck.reader {
-            IcebergReader::Extension => {
+        let planned = match self.duck.reader {
+            IcebergReader::Extension if !self.iceberg.caching() => None,
+            _ => Some(self.iceberg.snapshot_files(name, table, snapshot).await?),
+        };
+        let parquet = match (self.duck.reader, &planned) {
+            (IcebergReader::ReadParquet, Some(files)) if files.deletes => {
+                return Err(Error::invalid(format!(
+                    "{name} has delete files, which the read_parquet path cannot apply; \
+                     install DuckDB's iceberg extension"
+                )));
+            }
+            (IcebergReader::ReadParquet, Some(files)) => files,
+            (IcebergReader::Extension, Some(files)) if files.plain_parquet => files,
+            _ => {
                 let location = local_path(table.metadata_location());
                 let current = metadata.current_snapshot_id() == Some(snapshot.snapshot_id());
-                Ok(Source::iceberg_scan(
+                return Ok(Source::iceberg_scan(
                     location,
                     (!current).then_some(snapshot.snapshot_id()),
-                ))
+                ));
             }
-            IcebergReader::ReadParquet => {
-                let files = table.data_files(snapshot).await?;
-                if files.is_empty() {
-                    let schema = snapshot.schema(metadata).context("snapshot schema")?;
-                    return Source::empty(
-                        &schema_to_arrow_schema(&schema).context("table schema")?,
-                    );
-                }
-                Ok(Source::read_parquet(&files))
-            }
+        };
+        if parquet.paths.is_empty() {
+            let schema = snapshot.schema(metadata).context("snapshot schema")?;
+            return Source::empty(&schema_to_arrow_schema(&schema).context("table schema")?);
         }
+        Ok(Source::read_parquet(&parquet.paths))
     }
 
     /// Rewrite the small data files of an Iceberg table as few large ones, now;
@@ -240,7 +269,7 @@ impl Lakehouse {
                 continue;
             };
             let source = self
-                .iceberg_source(&table, table.metadata().current_snapshot())
+                .iceberg_source(name, &table, table.metadata().current_snapshot())
                 .await?;
             match self.duck.replace_view(name, source).await {
                 Ok(()) => {

@@ -14,6 +14,11 @@ pub struct ReadPlan {
     pub query: Query,
     /// The command to hand back as the Flight ticket.
     pub ticket: ReadCommand,
+    /// For a read of data that never changes (an Iceberg snapshot): the query
+    /// without its filter and limit, which has the same result schema and whose
+    /// schema can therefore be kept. A filter's column and type errors are then
+    /// reported when the read runs.
+    pub shape: Option<Query>,
 }
 
 impl Lakehouse {
@@ -26,6 +31,7 @@ impl Lakehouse {
                 Ok(ReadPlan {
                     query: Query::client(&read.sql, &read.params),
                     ticket: ReadCommand::Sql(read),
+                    shape: None,
                 })
             }
             ReadCommand::Table(read) => self.plan_table_read(read).await,
@@ -44,13 +50,16 @@ impl Lakehouse {
             .map(parse_filter)
             .transpose()
             .map_err(|err| Error::invalid(err.to_string()))?;
+        let mut immutable = false;
         let source = match self.locate(&read.table).await? {
             Located::Iceberg(table) => {
+                immutable = true;
                 let snapshot = table.snapshot(read.snapshot_id, read.as_of)?;
                 // Pin the snapshot so DoGet reads what GetFlightInfo described.
                 read.snapshot_id = snapshot.as_ref().map(|s| s.snapshot_id());
                 read.as_of = None;
-                self.iceberg_source(&table, snapshot.as_ref()).await?
+                self.iceberg_source(&read.table, &table, snapshot.as_ref())
+                    .await?
             }
             Located::Duckdb => {
                 if read.snapshot_id.is_some() || read.as_of.is_some() {
@@ -68,9 +77,12 @@ impl Lakehouse {
             filter.as_ref(),
             read.limit,
         );
+        let shape =
+            immutable.then(|| Query::table_read(&source, read.columns.as_deref(), None, None));
         Ok(ReadPlan {
             query,
             ticket: ReadCommand::Table(read),
+            shape,
         })
     }
 }

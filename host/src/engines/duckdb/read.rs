@@ -112,9 +112,13 @@ impl DuckEngine {
         schema_tx: oneshot::Sender<Result<SchemaRef>>,
         tx: &mpsc::Sender<Result<RecordBatch>>,
     ) -> Result<()> {
-        let started = self
-            .check(sql, origin, params.len())
-            .and_then(|_| start(conn, sql, params));
+        // The host's own queries are SELECTs by construction: only a client's text is
+        // checked (and so prepared twice).
+        let checked = match origin {
+            Origin::Client => self.check(sql, origin, params.len()).map(|_| ()),
+            Origin::Host => Ok(()),
+        };
+        let started = checked.and_then(|_| start(conn, sql, params));
         let (stmt, schema) = match started {
             Ok(started) => started,
             Err(err) => {

@@ -4,6 +4,7 @@
 //! manifest/metadata formats; floe produces the snapshots itself (see `commit`) so
 //! that append and atomic overwrite go through one compare-and-swap path.
 
+mod cache;
 mod commit;
 mod compact;
 mod journal;
@@ -18,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use iceberg::io::{FileIO, FileIOBuilder, LocalFsStorageFactory};
 use iceberg::spec::{ManifestFile, SnapshotRef, TableMetadata};
 use iceberg::table::Table;
@@ -26,6 +26,7 @@ use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableIdent};
 use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
+pub use cache::{CacheSize, PlanCache, SchemaCache, SnapshotFiles};
 pub use commit::Committed;
 pub use compact::{COMPACT_AT, COMPACT_ON_DEMAND_AT};
 pub use lanes::parquet_properties;
@@ -47,6 +48,7 @@ pub struct IcebergEngine {
     root: PathBuf,
     /// One lock per table: this process's commits to a table take turns (see `commit`).
     commit_turns: std::sync::Mutex<HashMap<TableName, Arc<tokio::sync::Mutex<()>>>>,
+    cache: PlanCache,
 }
 
 /// A table as the catalog currently knows it.
@@ -113,37 +115,6 @@ impl LoadedTable {
             .into_iter()
             .collect())
     }
-
-    /// The data files of a snapshot as local paths, planned by iceberg-rust.
-    pub async fn data_files(&self, snapshot: &SnapshotRef) -> Result<Vec<String>> {
-        let scan = self
-            .table
-            .scan()
-            .snapshot_id(snapshot.snapshot_id())
-            .select_all()
-            .build()
-            .context("planning the table scan")?;
-        let tasks: Vec<_> = scan
-            .plan_files()
-            .await
-            .context("planning the table scan")?
-            .try_collect()
-            .await
-            .context("planning the table scan")?;
-        tasks
-            .into_iter()
-            .map(|task| {
-                if !task.deletes.is_empty() {
-                    return Err(Error::invalid(format!(
-                        "{} has delete files, which the read_parquet path cannot apply; \
-                         install DuckDB's iceberg extension",
-                        self.table.identifier()
-                    )));
-                }
-                Ok(local_path(&task.data_file_path).to_string())
-            })
-            .collect()
-    }
 }
 
 /// A `file://` URL's path; other strings unchanged.
@@ -156,7 +127,7 @@ fn ident(name: &TableName) -> Result<TableIdent> {
 }
 
 impl IcebergEngine {
-    pub async fn open(catalog_db: &Path, root: &Path) -> Result<Self> {
+    pub async fn open(catalog_db: &Path, root: &Path, cache: PlanCache) -> Result<Self> {
         std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
         let uri = format!("sqlite://{}?mode=rwc", catalog_db.display());
         let props = HashMap::from([
@@ -187,16 +158,72 @@ impl IcebergEngine {
             file_io,
             root: root.to_path_buf(),
             commit_turns: Default::default(),
+            cache,
         })
     }
 
-    /// The table, or `None` if the catalog has no such table.
+    /// The table, or `None` if the catalog has no such table. Current as of this
+    /// call: the catalog's metadata location is looked up every time, and the
+    /// metadata parsed again only when it has moved.
     pub async fn load(&self, name: &TableName) -> Result<Option<LoadedTable>> {
+        if self.cache.enabled() {
+            let Some(location) = self.location(name).await? else {
+                self.cache.forget(name);
+                return Ok(None);
+            };
+            if let Some(table) = self.cache.table(name, &location) {
+                return Ok(Some(LoadedTable { table }));
+            }
+        }
         match self.catalog.load_table(&ident(name)?).await {
-            Ok(table) => Ok(Some(LoadedTable { table })),
+            Ok(table) => {
+                self.cache.put_table(name, &table);
+                Ok(Some(LoadedTable { table }))
+            }
             Err(err) if err.kind() == iceberg::ErrorKind::TableNotFound => Ok(None),
             Err(err) => Err(err).with_context(|| format!("loading {name}")),
         }
+    }
+
+    /// A snapshot's live data files, from the plan cache when it has them.
+    pub async fn snapshot_files(
+        &self,
+        name: &TableName,
+        table: &LoadedTable,
+        snapshot: &SnapshotRef,
+    ) -> Result<Arc<SnapshotFiles>> {
+        let location = table.metadata_location();
+        let id = snapshot.snapshot_id();
+        if let Some(files) = self.cache.files(name, location, id) {
+            return Ok(files);
+        }
+        let files = Arc::new(SnapshotFiles::load(table, snapshot).await?);
+        self.cache.put_files(name, location, id, files.clone());
+        Ok(files)
+    }
+
+    pub fn caching(&self) -> bool {
+        self.cache.enabled()
+    }
+
+    pub fn cache_size(&self) -> CacheSize {
+        self.cache.size()
+    }
+
+    /// The table's current metadata location in the catalog, if it is there.
+    async fn location(&self, name: &TableName) -> Result<Option<String>> {
+        let row: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT metadata_location FROM iceberg_tables \
+             WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
+             AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)",
+        )
+        .bind(CATALOG_NAME)
+        .bind(&name.namespace)
+        .bind(&name.name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|err| Error::internal(format!("looking up {name} in the catalog: {err}")))?;
+        Ok(row.and_then(|(location,)| location))
     }
 
     /// Every table with its current metadata location, straight from the catalog.

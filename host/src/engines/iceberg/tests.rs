@@ -21,10 +21,25 @@ fn batch(start: i64, rows: i64, with_note: bool) -> RecordBatch {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
 }
 
-async fn engine(dir: &tempfile::TempDir) -> IcebergEngine {
-    IcebergEngine::open(&dir.path().join("catalog.db"), &dir.path().join("iceberg"))
+/// A snapshot's live data files, read from its manifests.
+async fn data_files(
+    table: &super::LoadedTable,
+    snapshot: &iceberg::spec::SnapshotRef,
+) -> Vec<String> {
+    super::SnapshotFiles::load(table, snapshot)
         .await
         .unwrap()
+        .paths
+}
+
+async fn engine(dir: &tempfile::TempDir) -> IcebergEngine {
+    IcebergEngine::open(
+        &dir.path().join("catalog.db"),
+        &dir.path().join("iceberg"),
+        super::PlanCache::new(16, 1 << 20),
+    )
+    .await
+    .unwrap()
 }
 
 async fn put(engine: &IcebergEngine, name: &TableName, mode: WriteMode, data: &RecordBatch) -> i64 {
@@ -102,10 +117,10 @@ async fn overwrite_replaces_data_and_schema_but_keeps_history() {
     );
     assert_eq!(total_records(&table), "3");
     let old = table.snapshot(Some(first), None).unwrap().unwrap();
-    assert_eq!(table.data_files(&old).await.unwrap().len(), 1);
+    assert_eq!(data_files(&table, &old).await.len(), 1);
     let current = table.snapshot(None, None).unwrap().unwrap();
     assert_eq!(current.summary().operation.as_str(), "overwrite");
-    assert_eq!(table.data_files(&current).await.unwrap().len(), 1);
+    assert_eq!(data_files(&table, &current).await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -194,14 +209,14 @@ async fn many_appends_keep_few_manifests_and_every_file() {
     let current = table.metadata().current_snapshot().unwrap().clone();
     let manifests = table.manifests(&current).await.unwrap().len();
     assert!(manifests < 16, "{manifests} manifests after 40 appends");
-    assert_eq!(table.data_files(&current).await.unwrap().len(), 40);
+    assert_eq!(data_files(&table, &current).await.len(), 40);
     assert_eq!(total_records(&table), "400");
     // Earlier snapshots still list exactly their own files.
     let tenth = table
         .metadata()
         .snapshots()
         .find(|s| s.sequence_number() == 10);
-    assert_eq!(table.data_files(tenth.unwrap()).await.unwrap().len(), 10);
+    assert_eq!(data_files(&table, tenth.unwrap()).await.len(), 10);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -222,7 +237,7 @@ async fn a_big_upload_is_encoded_on_every_core() {
     let current = table.metadata().current_snapshot().unwrap().clone();
     let cores = std::thread::available_parallelism().unwrap().get();
     assert_eq!(total_records(&table), "4000000");
-    assert!(table.data_files(&current).await.unwrap().len() >= cores.min(4));
+    assert!(data_files(&table, &current).await.len() >= cores.min(4));
 }
 
 /// Every id in the table's current data files, sorted.
@@ -230,7 +245,7 @@ async fn ids(engine: &IcebergEngine, name: &TableName) -> Vec<i64> {
     let table = engine.load(name).await.unwrap().unwrap();
     let current = table.metadata().current_snapshot().unwrap().clone();
     let mut ids = Vec::new();
-    for path in table.data_files(&current).await.unwrap() {
+    for path in data_files(&table, &current).await {
         let file = std::fs::File::open(super::local_path(&path)).unwrap();
         let reader =
             parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap();
@@ -267,7 +282,7 @@ async fn compaction_rewrites_small_files_and_keeps_every_row() {
     let before = table
         .metadata()
         .snapshot_by_id(current.parent_snapshot_id().unwrap());
-    assert_eq!(table.data_files(before.unwrap()).await.unwrap().len(), 40);
+    assert_eq!(data_files(&table, before.unwrap()).await.len(), 40);
 
     // Appends after a compaction land next to the compacted file.
     put(&engine, &name, WriteMode::Append, &batch(400, 10, true)).await;
@@ -294,4 +309,52 @@ async fn a_compaction_overtaken_by_an_overwrite_commits_nothing() {
         .filter(|p| p.ends_with(".parquet"))
         .count();
     assert_eq!(data_files, 5);
+}
+
+#[tokio::test]
+async fn snapshot_files_follow_commits_and_know_when_parquet_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&dir).await;
+    let name = appended(&engine, 2).await;
+    let table = engine.load(&name).await.unwrap().unwrap();
+    let snapshot = table.metadata().current_snapshot().unwrap().clone();
+    let files = engine
+        .snapshot_files(&name, &table, &snapshot)
+        .await
+        .unwrap();
+    assert_eq!((files.paths.len(), files.rows), (2, 20));
+    assert!(files.plain_parquet && !files.deletes);
+    // Served from the cache: the same files, not read again.
+    let again = engine
+        .snapshot_files(&name, &table, &snapshot)
+        .await
+        .unwrap();
+    assert!(Arc::ptr_eq(&files, &again));
+    // A commit moves the table on: the next load sees it.
+    put(&engine, &name, WriteMode::Append, &batch(100, 5, true)).await;
+    let table = engine.load(&name).await.unwrap().unwrap();
+    let snapshot = table.metadata().current_snapshot().unwrap().clone();
+    let files = engine
+        .snapshot_files(&name, &table, &snapshot)
+        .await
+        .unwrap();
+    assert_eq!((files.paths.len(), files.rows), (3, 25));
+    // An overwrite with another schema: its own files only, and exact again.
+    put(&engine, &name, WriteMode::Overwrite, &batch(0, 4, false)).await;
+    let table = engine.load(&name).await.unwrap().unwrap();
+    let snapshot = table.metadata().current_snapshot().unwrap().clone();
+    let files = engine
+        .snapshot_files(&name, &table, &snapshot)
+        .await
+        .unwrap();
+    assert_eq!((files.paths.len(), files.rows), (1, 4));
+    assert!(files.plain_parquet);
+}
+
+#[test]
+fn the_plan_cache_keeps_its_bounds() {
+    let cache = super::PlanCache::new(2, 1 << 20);
+    assert!(cache.enabled());
+    assert!(!super::PlanCache::new(0, 1 << 20).enabled());
+    assert_eq!(cache.size().tables, 0);
 }

@@ -1,0 +1,306 @@
+//! The plan cache: each table as last loaded, kept by its metadata location, and the
+//! data files of its recent snapshots. A request looks up the table's current
+//! location in the catalog (one indexed query) and parses metadata or manifests
+//! only when a commit (floe's or another engine's) has moved it on. Bounded in
+//! tables and bytes; the least recently used table goes first.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use iceberg::spec::{DataContentType, ManifestContentType, SnapshotRef};
+use iceberg::table::Table;
+
+use super::{LoadedTable, local_path};
+use crate::command::TableName;
+use crate::error::{Context, Result};
+use crate::metrics::{count, metrics};
+
+/// Snapshots whose files are kept per table: the current one and a few before it.
+const SNAPSHOTS_PER_TABLE: usize = 4;
+/// What a cached file costs beyond its path, roughly.
+const FILE_OVERHEAD_BYTES: usize = 64;
+
+/// The live data files of one snapshot.
+#[derive(Debug)]
+pub struct SnapshotFiles {
+    /// Local paths, in manifest order.
+    pub paths: Vec<String>,
+    pub rows: u64,
+    /// Whether the snapshot has delete files (written by other engines).
+    pub deletes: bool,
+    /// Whether DuckDB's `read_parquet` over `paths` returns exactly the snapshot's
+    /// rows and columns: no delete files, and every file written under the
+    /// snapshot's own schema (so names, types and columns agree).
+    pub plain_parquet: bool,
+}
+
+impl SnapshotFiles {
+    fn bytes(&self) -> usize {
+        self.paths
+            .iter()
+            .map(|p| p.len() + FILE_OVERHEAD_BYTES)
+            .sum()
+    }
+
+    /// Read the snapshot's manifests (the cache's miss path).
+    pub async fn load(table: &LoadedTable, snapshot: &SnapshotRef) -> Result<Self> {
+        let metadata = table.metadata();
+        let file_io = table.table.file_io();
+        let manifests = table.manifests(snapshot).await?;
+        let schema_of = |id: i64| metadata.snapshot_by_id(id).and_then(|s| s.schema_id());
+        let mut deletes = manifests
+            .iter()
+            .any(|m| m.content != ManifestContentType::Data);
+        let mut same_schema = snapshot.schema_id().is_some();
+        let (mut paths, mut rows) = (Vec::new(), 0);
+        for manifest in &manifests {
+            let entries = manifest
+                .load_manifest(file_io)
+                .await
+                .context("reading a manifest")?;
+            for entry in entries.entries().iter().filter(|e| e.is_alive()) {
+                let file = entry.data_file();
+                if file.content_type() != DataContentType::Data {
+                    deletes = true;
+                    continue;
+                }
+                same_schema &= entry.snapshot_id().and_then(schema_of) == snapshot.schema_id();
+                rows += file.record_count();
+                paths.push(local_path(file.file_path()).to_string());
+            }
+        }
+        Ok(Self {
+            paths,
+            rows,
+            deletes,
+            plain_parquet: same_schema && !deletes,
+        })
+    }
+}
+
+pub struct PlanCache {
+    max_tables: usize,
+    max_bytes: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    tables: HashMap<TableName, Entry>,
+    clock: u64,
+}
+
+struct Entry {
+    table: Table,
+    location: String,
+    /// Files by snapshot id, the most recently used last.
+    files: Vec<(i64, Arc<SnapshotFiles>)>,
+    used: u64,
+}
+
+impl Entry {
+    fn bytes(&self) -> usize {
+        1024 + self.files.iter().map(|(_, f)| f.bytes()).sum::<usize>()
+    }
+}
+
+/// What the cache holds, for `host doctor` and the metrics.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct CacheSize {
+    pub tables: usize,
+    pub bytes: usize,
+}
+
+impl PlanCache {
+    /// A cache of at most `max_tables` tables and about `max_bytes`; 0 tables keeps nothing.
+    pub fn new(max_tables: usize, max_bytes: usize) -> Self {
+        Self {
+            max_tables,
+            max_bytes,
+            state: Mutex::default(),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.max_tables > 0
+    }
+
+    /// The table as cached, if its metadata is still at `location`.
+    pub fn table(&self, name: &TableName, location: &str) -> Option<Table> {
+        let mut state = self.state.lock().expect("plan cache");
+        let tick = state.tick();
+        let hit = state
+            .tables
+            .get_mut(name)
+            .filter(|entry| entry.location == location)
+            .map(|entry| {
+                entry.used = tick;
+                entry.table.clone()
+            });
+        counted(hit)
+    }
+
+    pub fn put_table(&self, name: &TableName, table: &Table) {
+        if !self.enabled() {
+            return;
+        }
+        let location = table.metadata_location().unwrap_or_default().to_string();
+        let mut state = self.state.lock().expect("plan cache");
+        let used = state.tick();
+        state.tables.insert(
+            name.clone(),
+            Entry {
+                table: table.clone(),
+                location,
+                files: Vec::new(),
+                used,
+            },
+        );
+        self.evict(&mut state);
+    }
+
+    pub fn forget(&self, name: &TableName) {
+        let mut state = self.state.lock().expect("plan cache");
+        if state.tables.remove(name).is_some() {
+            publish(&state);
+        }
+    }
+
+    /// A snapshot's files, if cached for the table at `location`.
+    pub fn files(
+        &self,
+        name: &TableName,
+        location: &str,
+        snapshot: i64,
+    ) -> Option<Arc<SnapshotFiles>> {
+        let mut state = self.state.lock().expect("plan cache");
+        let tick = state.tick();
+        let hit = state
+            .tables
+            .get_mut(name)
+            .filter(|entry| entry.location == location)
+            .and_then(|entry| {
+                entry.used = tick;
+                let at = entry.files.iter().position(|(id, _)| *id == snapshot)?;
+                let found = entry.files.remove(at);
+                let files = found.1.clone();
+                entry.files.push(found);
+                Some(files)
+            });
+        counted(hit)
+    }
+
+    pub fn put_files(
+        &self,
+        name: &TableName,
+        location: &str,
+        snapshot: i64,
+        files: Arc<SnapshotFiles>,
+    ) {
+        let mut state = self.state.lock().expect("plan cache");
+        let Some(entry) = state
+            .tables
+            .get_mut(name)
+            .filter(|e| e.location == location)
+        else {
+            return;
+        };
+        entry.files.retain(|(id, _)| *id != snapshot);
+        entry.files.push((snapshot, files));
+        if entry.files.len() > SNAPSHOTS_PER_TABLE {
+            entry.files.remove(0);
+        }
+        self.evict(&mut state);
+    }
+
+    pub fn size(&self) -> CacheSize {
+        let state = self.state.lock().expect("plan cache");
+        CacheSize {
+            tables: state.tables.len(),
+            bytes: state.tables.values().map(Entry::bytes).sum(),
+        }
+    }
+
+    /// Drop the least recently used tables until both bounds hold.
+    fn evict(&self, state: &mut State) {
+        let mut bytes: usize = state.tables.values().map(Entry::bytes).sum();
+        while state.tables.len() > self.max_tables
+            || (bytes > self.max_bytes && !state.tables.is_empty())
+        {
+            let oldest = state
+                .tables
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(name, _)| name.clone())
+                .expect("not empty");
+            if let Some(entry) = state.tables.remove(&oldest) {
+                bytes -= entry.bytes();
+            }
+        }
+        publish(state);
+    }
+}
+
+fn counted<T>(hit: Option<T>) -> Option<T> {
+    let m = metrics();
+    count(if hit.is_some() {
+        &m.plan_cache_hits
+    } else {
+        &m.plan_cache_misses
+    });
+    hit
+}
+
+/// The cache's size, to the metrics.
+fn publish(state: &State) {
+    let bytes: usize = state.tables.values().map(Entry::bytes).sum();
+    let m = metrics();
+    m.plan_cache_tables.store(
+        state.tables.len() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    m.plan_cache_bytes
+        .store(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+impl State {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+}
+
+/// Result schemas by query text, for queries whose data never changes (so their
+/// schema cannot either). At most `capacity` entries: past it, it starts over.
+pub struct SchemaCache {
+    capacity: usize,
+    schemas: Mutex<HashMap<String, arrow::datatypes::SchemaRef>>,
+}
+
+impl SchemaCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            schemas: Mutex::default(),
+        }
+    }
+
+    pub fn get(&self, query: &str) -> Option<arrow::datatypes::SchemaRef> {
+        self.schemas
+            .lock()
+            .expect("schema cache")
+            .get(query)
+            .cloned()
+    }
+
+    pub fn put(&self, query: &str, schema: arrow::datatypes::SchemaRef) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut schemas = self.schemas.lock().expect("schema cache");
+        if schemas.len() >= self.capacity {
+            schemas.clear();
+        }
+        schemas.insert(query.to_string(), schema);
+    }
+}
