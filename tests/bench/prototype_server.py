@@ -70,7 +70,7 @@ class PrototypeServer(flight.FlightServerBase):
 
     def get_flight_info(self, context, descriptor):
         if self.pushdown:
-            schema = self.duck.cursor().sql(f"{self._query(descriptor.command)} LIMIT 0").arrow().schema
+            schema = self.duck.cursor().sql(f"SELECT * FROM ({self._query(descriptor.command)}) LIMIT 0").arrow().schema
             return flight.FlightInfo(schema, descriptor, [flight.FlightEndpoint(descriptor.command, [])], -1, -1)
         with self.lock:
             table = self._scan(json.loads(descriptor.command)["table"])
