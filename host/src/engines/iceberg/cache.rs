@@ -127,17 +127,7 @@ impl PlanCache {
 
     /// The table as cached, if its metadata is still at `location`.
     pub fn table(&self, name: &TableName, location: &str) -> Option<Table> {
-        let mut state = self.state.lock().expect("plan cache");
-        let tick = state.tick();
-        let hit = state
-            .tables
-            .get_mut(name)
-            .filter(|entry| entry.location == location)
-            .map(|entry| {
-                entry.used = tick;
-                entry.table.clone()
-            });
-        counted(hit)
+        self.lookup(name, location, |entry| Some(entry.table.clone()))
     }
 
     pub fn put_table(&self, name: &TableName, table: &Table) {
@@ -173,21 +163,34 @@ impl PlanCache {
         location: &str,
         snapshot: i64,
     ) -> Option<Arc<SnapshotFiles>> {
+        self.lookup(name, location, |entry| {
+            let at = entry.files.iter().position(|(id, _)| *id == snapshot)?;
+            let found = entry.files.remove(at);
+            let files = found.1.clone();
+            entry.files.push(found);
+            Some(files)
+        })
+    }
+
+    /// `find` in the table's entry if it is cached at `location` (marking it used),
+    /// counted as a hit or a miss.
+    fn lookup<T>(
+        &self,
+        name: &TableName,
+        location: &str,
+        find: impl FnOnce(&mut Entry) -> Option<T>,
+    ) -> Option<T> {
         let mut state = self.state.lock().expect("plan cache");
         let tick = state.tick();
-        let hit = state
+        let found = state
             .tables
             .get_mut(name)
             .filter(|entry| entry.location == location)
             .and_then(|entry| {
                 entry.used = tick;
-                let at = entry.files.iter().position(|(id, _)| *id == snapshot)?;
-                let found = entry.files.remove(at);
-                let files = found.1.clone();
-                entry.files.push(found);
-                Some(files)
+                find(entry)
             });
-        counted(hit)
+        counted(found)
     }
 
     pub fn put_files(

@@ -350,11 +350,3 @@ async fn snapshot_files_follow_commits_and_know_when_parquet_is_exact() {
     assert_eq!((files.paths.len(), files.rows), (1, 4));
     assert!(files.plain_parquet);
 }
-
-#[test]
-fn the_plan_cache_keeps_its_bounds() {
-    let cache = super::PlanCache::new(2, 1 << 20);
-    assert!(cache.enabled());
-    assert!(!super::PlanCache::new(0, 1 << 20).enabled());
-    assert_eq!(cache.size().tables, 0);
-}
