@@ -68,9 +68,10 @@ impl Core {
                     self.lakehouse.describe_sql(&read.sql).await
                 })
                 .await?;
-            if !described.parameters.fields().is_empty() {
+            // Without transforms, preparing told all there is to tell.
+            if !described.parameters.fields().is_empty() || read.transforms.is_empty() {
                 return Ok(PreparedRead {
-                    schema: None,
+                    schema: described.schema,
                     parameters: described.parameters,
                 });
             }
@@ -158,10 +159,7 @@ impl Core {
     /// schema. When the chain reads only some columns, the query scans only those
     /// and the chain is told (not bound again).
     async fn bind(&self, plan: ReadPlan) -> Result<(Query, Chain)> {
-        let schema = match &plan.shape {
-            Some(shape) => self.lakehouse.snapshot_schema(shape).await?,
-            None => self.lakehouse.schema_of(&plan.query).await?,
-        };
+        let schema = self.lakehouse.plan_schema(&plan).await?;
         let mut chain = self
             .bind_chain(plan.ticket.transforms(), schema.clone())
             .await?;

@@ -20,16 +20,15 @@ use arrow::datatypes::SchemaRef;
 use self::duckdb::sql::{Query, Source};
 use self::duckdb::{DuckEngine, IcebergReader, QueryStream};
 use self::iceberg::{
-    COMPACT_AT, COMPACT_ON_DEMAND_AT, Committed, IcebergEngine, LoadedTable, PlanCache,
-    SchemaCache, local_path,
+    COMPACT_AT, COMPACT_ON_DEMAND_AT, Committed, IcebergEngine, LoadedTable, PlanCache, local_path,
 };
 use crate::command::{TableName, Target};
 use crate::config::DuckSettings;
 use crate::error::{Context, Error, Result};
 
 pub use self::duckdb::{Described, References};
-pub use self::iceberg::CacheSize;
 pub use plan::ReadPlan;
+use plan::SchemaCache;
 pub use write::{WriteHandle, Written};
 
 pub struct Lakehouse {
@@ -132,16 +131,6 @@ impl Lakehouse {
     /// The result schema of a planned query, without running it.
     pub async fn schema_of(&self, query: &Query) -> Result<SchemaRef> {
         self.duck.schema_of(query).await
-    }
-
-    /// The same for a query over data that never changes: kept once known.
-    pub async fn snapshot_schema(&self, query: &Query) -> Result<SchemaRef> {
-        if let Some(schema) = self.schemas.get(query.text()) {
-            return Ok(schema);
-        }
-        let schema = self.duck.schema_of(query).await?;
-        self.schemas.put(query.text(), schema.clone());
-        Ok(schema)
     }
 
     /// What a client's SQL reads (its internal names refused), from DuckDB's parser.

@@ -1,6 +1,10 @@
 //! A validated read command becomes a read plan: one query, and the ticket that runs
 //! exactly that read again (the snapshot pinned) in DoGet.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use arrow::datatypes::SchemaRef;
 use floe_wire::expr::parse_filter;
 
 use super::duckdb::sql::{Query, Source};
@@ -22,6 +26,20 @@ pub struct ReadPlan {
 }
 
 impl Lakehouse {
+    /// A plan's result schema, without running it; kept once known for reads of
+    /// Iceberg snapshots (see [`ReadPlan::shape`]).
+    pub async fn plan_schema(&self, plan: &ReadPlan) -> Result<SchemaRef> {
+        let Some(shape) = &plan.shape else {
+            return self.schema_of(&plan.query).await;
+        };
+        if let Some(schema) = self.schemas.get(shape.text()) {
+            return Ok(schema);
+        }
+        let schema = self.schema_of(shape).await?;
+        self.schemas.put(shape.text(), schema.clone());
+        Ok(schema)
+    }
+
     pub async fn plan_read(&self, command: ReadCommand) -> Result<ReadPlan> {
         match command {
             ReadCommand::Sql(read) => {
@@ -84,5 +102,40 @@ impl Lakehouse {
             ticket: ReadCommand::Table(read),
             shape,
         })
+    }
+}
+
+/// Result schemas by query text, for queries whose data never changes (so their
+/// schema cannot either). At most `capacity` entries: past it, it starts over.
+pub struct SchemaCache {
+    capacity: usize,
+    schemas: Mutex<HashMap<String, SchemaRef>>,
+}
+
+impl SchemaCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            schemas: Mutex::default(),
+        }
+    }
+
+    pub fn get(&self, query: &str) -> Option<SchemaRef> {
+        self.schemas
+            .lock()
+            .expect("schema cache")
+            .get(query)
+            .cloned()
+    }
+
+    pub fn put(&self, query: &str, schema: SchemaRef) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut schemas = self.schemas.lock().expect("schema cache");
+        if schemas.len() >= self.capacity {
+            schemas.clear();
+        }
+        schemas.insert(query.to_string(), schema);
     }
 }

@@ -4,6 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
@@ -58,6 +59,23 @@ impl FloeService {
             .await?;
         call.principal(&principal.name);
         Ok(self.core.scope(principal, grpc_timeout(request.metadata())))
+    }
+
+    /// A descriptor's read, planned by whichever front-end it is for: the answer's
+    /// schema and the ticket that runs it.
+    async fn plan(
+        &self,
+        descriptor: &FlightDescriptor,
+        scope: &Scope,
+        call: &Call,
+    ) -> Result<(SchemaRef, Ticket)> {
+        if let Some(command) = request::sql_command(descriptor)? {
+            return self.sql.plan(command, scope, call).await;
+        }
+        let command = request::read_command(descriptor)?;
+        call.table(&command.describe());
+        let planned = self.core.plan_read(command, scope).await?;
+        Ok((planned.schema, ticket(&planned.ticket)))
     }
 }
 
@@ -257,17 +275,11 @@ impl FloeService {
     ) -> Result<Response<FlightInfo>, Status> {
         let scope = self.scope(&request, call).await?;
         let descriptor = request.into_inner();
-        if let Some(command) = request::sql_command(&descriptor)? {
-            let info = self.sql.flight_info(command, descriptor, &scope, call);
-            return Ok(Response::new(info.await?));
-        }
-        let command = request::read_command(&descriptor)?;
-        call.table(&command.describe());
-        let planned = self.core.plan_read(command, &scope).await?;
+        let (schema, ticket) = self.plan(&descriptor, &scope, call).await?;
         let info = FlightInfo::new()
-            .try_with_schema(&planned.schema)
+            .try_with_schema(&schema)
             .map_err(|err| Error::internal(format!("encoding the schema: {err}")))?
-            .with_endpoint(FlightEndpoint::new().with_ticket(ticket(&planned.ticket)))
+            .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
             .with_descriptor(descriptor)
             .with_total_records(-1)
             .with_total_bytes(-1);
@@ -280,15 +292,7 @@ impl FloeService {
         call: &Call,
     ) -> Result<Response<SchemaResult>, Status> {
         let scope = self.scope(&request, call).await?;
-        let descriptor = request.into_inner();
-        let schema = match request::sql_command(&descriptor)? {
-            Some(command) => self.sql.schema(command, &scope, call).await?,
-            None => {
-                let command = request::read_command(&descriptor)?;
-                call.table(&command.describe());
-                self.core.plan_read(command, &scope).await?.schema
-            }
-        };
+        let (schema, _) = self.plan(&request.into_inner(), &scope, call).await?;
         let result = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
             .try_into()
             .map_err(|err: arrow::error::ArrowError| Status::internal(err.to_string()))?;

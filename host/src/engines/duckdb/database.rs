@@ -260,10 +260,17 @@ impl Drop for Database {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_prepared_schema_is_the_executed_one() {
+    /// A fresh database holding `setup`'s objects (the directory lives as long as it).
+    fn database(setup: &str) -> (tempfile::TempDir, Database) {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open(&dir.path().join("t.db")).unwrap();
+        db.connect().unwrap().execute_batch(setup).unwrap();
+        (dir, db)
+    }
+
+    #[test]
+    fn the_prepared_schema_is_the_executed_one() {
+        let (_dir, db) = database("");
         let sql = "SELECT 1::INTEGER AS i, 2::BIGINT AS b, 1.5::DECIMAL(18, 3) AS d, \
                    'x' AS s, 'x'::BLOB AS bl, TRUE AS t, DATE '2024-01-02' AS dt, \
                    TIMESTAMPTZ '2024-01-02 03:04:05+00' AS ts, TIMESTAMP '2024-01-02' AS tn, \
@@ -277,12 +284,7 @@ mod tests {
 
     #[test]
     fn parameters_are_counted_and_typed_where_the_query_says() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(&dir.path().join("t.db")).unwrap();
-        db.connect()
-            .unwrap()
-            .execute_batch("CREATE TABLE t AS SELECT 1::BIGINT AS a")
-            .unwrap();
+        let (_dir, db) = database("CREATE TABLE t AS SELECT 1::BIGINT AS a");
         let described = db
             .check_select("SELECT a, ? AS x FROM t WHERE a = ?")
             .unwrap();
@@ -299,12 +301,7 @@ mod tests {
 
     #[test]
     fn only_single_selects_pass_and_nothing_runs() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(&dir.path().join("t.db")).unwrap();
-        db.connect()
-            .unwrap()
-            .execute_batch("CREATE TABLE t AS SELECT 1 AS a")
-            .unwrap();
+        let (_dir, db) = database("CREATE TABLE t AS SELECT 1 AS a");
         assert!(db.check_select("SELECT * FROM t").is_ok());
         assert!(db.check_select("WITH x AS (SELECT 1) FROM x").is_ok());
         for refused in [

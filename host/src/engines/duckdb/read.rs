@@ -63,8 +63,6 @@ fn close(conn: Connection, handle: &Mutex<Option<Arc<InterruptHandle>>>) {
 impl DuckEngine {
     /// Run `query` on a blocking thread and stream its result.
     pub async fn query(self: &Arc<Self>, query: Query) -> Result<QueryStream> {
-        let (sql, origin) = (query.text().to_string(), query.origin());
-        let params = values(query.params());
         let (schema_tx, schema_rx) = oneshot::channel();
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let engine = self.clone();
@@ -77,7 +75,7 @@ impl DuckEngine {
             let failed = tx.clone();
             // duckdb-rs may panic on a failed fetch: the panic fails this request only.
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                engine.run(&conn, (&sql, origin, params), schema_tx, &tx)
+                engine.run(&conn, &query, schema_tx, &tx)
             }));
             close(conn, &handle);
             let error = match outcome {
@@ -108,17 +106,18 @@ impl DuckEngine {
     fn run(
         &self,
         conn: &Connection,
-        (sql, origin, params): (&str, Origin, Vec<Value>),
+        query: &Query,
         schema_tx: oneshot::Sender<Result<SchemaRef>>,
         tx: &mpsc::Sender<Result<RecordBatch>>,
     ) -> Result<()> {
         // The host's own queries are SELECTs by construction: only a client's text is
         // checked (and so prepared twice).
-        let checked = match origin {
-            Origin::Client => self.check(sql, origin, params.len()).map(|_| ()),
+        let (sql, params) = (query.text(), query.params());
+        let checked = match query.origin() {
+            Origin::Client => self.check(sql, Origin::Client, params.len()).map(|_| ()),
             Origin::Host => Ok(()),
         };
-        let started = checked.and_then(|_| start(conn, sql, params));
+        let started = checked.and_then(|_| start(conn, sql, values(params)));
         let (stmt, schema) = match started {
             Ok(started) => started,
             Err(err) => {

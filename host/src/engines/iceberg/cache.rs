@@ -104,13 +104,6 @@ impl Entry {
     }
 }
 
-/// What the cache holds, for `host doctor` and the metrics.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct CacheSize {
-    pub tables: usize,
-    pub bytes: usize,
-}
-
 impl PlanCache {
     /// A cache of at most `max_tables` tables and about `max_bytes`; 0 tables keeps nothing.
     pub fn new(max_tables: usize, max_bytes: usize) -> Self {
@@ -216,14 +209,6 @@ impl PlanCache {
         self.evict(&mut state);
     }
 
-    pub fn size(&self) -> CacheSize {
-        let state = self.state.lock().expect("plan cache");
-        CacheSize {
-            tables: state.tables.len(),
-            bytes: state.tables.values().map(Entry::bytes).sum(),
-        }
-    }
-
     /// Drop the least recently used tables until both bounds hold.
     fn evict(&self, state: &mut State) {
         let mut bytes: usize = state.tables.values().map(Entry::bytes).sum();
@@ -270,40 +255,5 @@ impl State {
     fn tick(&mut self) -> u64 {
         self.clock += 1;
         self.clock
-    }
-}
-
-/// Result schemas by query text, for queries whose data never changes (so their
-/// schema cannot either). At most `capacity` entries: past it, it starts over.
-pub struct SchemaCache {
-    capacity: usize,
-    schemas: Mutex<HashMap<String, arrow::datatypes::SchemaRef>>,
-}
-
-impl SchemaCache {
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            capacity,
-            schemas: Mutex::default(),
-        }
-    }
-
-    pub fn get(&self, query: &str) -> Option<arrow::datatypes::SchemaRef> {
-        self.schemas
-            .lock()
-            .expect("schema cache")
-            .get(query)
-            .cloned()
-    }
-
-    pub fn put(&self, query: &str, schema: arrow::datatypes::SchemaRef) {
-        if self.capacity == 0 {
-            return;
-        }
-        let mut schemas = self.schemas.lock().expect("schema cache");
-        if schemas.len() >= self.capacity {
-            schemas.clear();
-        }
-        schemas.insert(query.to_string(), schema);
     }
 }

@@ -26,7 +26,7 @@ use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableIdent};
 use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
-pub use cache::{CacheSize, PlanCache, SchemaCache, SnapshotFiles};
+pub use cache::{PlanCache, SnapshotFiles};
 pub use commit::Committed;
 pub use compact::{COMPACT_AT, COMPACT_ON_DEMAND_AT};
 pub use lanes::parquet_properties;
@@ -204,10 +204,6 @@ impl IcebergEngine {
 
     pub fn caching(&self) -> bool {
         self.cache.enabled()
-    }
-
-    pub fn cache_size(&self) -> CacheSize {
-        self.cache.size()
     }
 
     /// The table's current metadata location in the catalog, if it is there.

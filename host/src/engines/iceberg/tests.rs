@@ -311,42 +311,33 @@ async fn a_compaction_overtaken_by_an_overwrite_commits_nothing() {
     assert_eq!(data_files, 5);
 }
 
+/// The current snapshot's files, through the plan cache.
+async fn current_files(engine: &IcebergEngine, name: &TableName) -> Arc<super::SnapshotFiles> {
+    let table = engine.load(name).await.unwrap().unwrap();
+    let snapshot = table.metadata().current_snapshot().unwrap().clone();
+    engine
+        .snapshot_files(name, &table, &snapshot)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn snapshot_files_follow_commits_and_know_when_parquet_is_exact() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(&dir).await;
     let name = appended(&engine, 2).await;
-    let table = engine.load(&name).await.unwrap().unwrap();
-    let snapshot = table.metadata().current_snapshot().unwrap().clone();
-    let files = engine
-        .snapshot_files(&name, &table, &snapshot)
-        .await
-        .unwrap();
+    let files = current_files(&engine, &name).await;
     assert_eq!((files.paths.len(), files.rows), (2, 20));
     assert!(files.plain_parquet && !files.deletes);
     // Served from the cache: the same files, not read again.
-    let again = engine
-        .snapshot_files(&name, &table, &snapshot)
-        .await
-        .unwrap();
-    assert!(Arc::ptr_eq(&files, &again));
+    assert!(Arc::ptr_eq(&files, &current_files(&engine, &name).await));
     // A commit moves the table on: the next load sees it.
     put(&engine, &name, WriteMode::Append, &batch(100, 5, true)).await;
-    let table = engine.load(&name).await.unwrap().unwrap();
-    let snapshot = table.metadata().current_snapshot().unwrap().clone();
-    let files = engine
-        .snapshot_files(&name, &table, &snapshot)
-        .await
-        .unwrap();
+    let files = current_files(&engine, &name).await;
     assert_eq!((files.paths.len(), files.rows), (3, 25));
     // An overwrite with another schema: its own files only, and exact again.
     put(&engine, &name, WriteMode::Overwrite, &batch(0, 4, false)).await;
-    let table = engine.load(&name).await.unwrap().unwrap();
-    let snapshot = table.metadata().current_snapshot().unwrap().clone();
-    let files = engine
-        .snapshot_files(&name, &table, &snapshot)
-        .await
-        .unwrap();
+    let files = current_files(&engine, &name).await;
     assert_eq!((files.paths.len(), files.rows), (1, 4));
     assert!(files.plain_parquet);
 }

@@ -43,7 +43,7 @@ pub fn schema(command: &Command, facts: &Facts) -> Result<SchemaRef> {
         Command::CommandGetCatalogs(_) => GetCatalogsBuilder::new().schema(),
         Command::CommandGetDbSchemas(c) => c.clone().into_builder().schema(),
         Command::CommandGetTables(c) => c.clone().into_builder().schema(),
-        Command::CommandGetTableTypes(c) => c.clone().into_builder().schema(),
+        Command::CommandGetTableTypes(c) => c.into_builder().schema(),
         Command::CommandGetSqlInfo(c) => c.clone().into_builder(&facts.info).schema(),
         Command::CommandGetXdbcTypeInfo(_) => facts.types.schema(),
         Command::CommandGetPrimaryKeys(_) => primary_keys_schema(),
@@ -207,22 +207,43 @@ fn sql_info() -> SqlInfoData {
     info.append(SqlInfo::FlightSqlServerName, "floe");
     info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
     info.append(SqlInfo::FlightSqlServerArrowVersion, "58");
-    // Statements only read; writes are ingest (DoPut), never SQL.
-    info.append(SqlInfo::FlightSqlServerReadOnly, true);
-    info.append(SqlInfo::FlightSqlServerSql, true);
-    info.append(SqlInfo::FlightSqlServerSubstrait, false);
+    // Statements only read (writes are ingest, never SQL); no transactions.
+    for (fact, value) in [
+        (SqlInfo::FlightSqlServerReadOnly, true),
+        (SqlInfo::FlightSqlServerSql, true),
+        (SqlInfo::FlightSqlServerSubstrait, false),
+        (SqlInfo::FlightSqlServerCancel, false),
+        (SqlInfo::FlightSqlServerBulkIngestion, true),
+        (SqlInfo::FlightSqlServerIngestTransactionsSupported, false),
+        (SqlInfo::SqlDdlCatalog, false),
+        (SqlInfo::SqlDdlSchema, false),
+        (SqlInfo::SqlDdlTable, false),
+        (SqlInfo::SqlAllTablesAreSelectable, true),
+        (SqlInfo::SqlSupportsColumnAliasing, true),
+        (SqlInfo::SqlNullPlusNullIsNull, true),
+        (SqlInfo::SqlSupportsTableCorrelationNames, true),
+        (SqlInfo::SqlSupportsDifferentTableCorrelationNames, false),
+        (SqlInfo::SqlSupportsExpressionsInOrderBy, true),
+        (SqlInfo::SqlSupportsOrderByUnrelated, true),
+        (SqlInfo::SqlSupportsLikeEscapeClause, true),
+        (SqlInfo::SqlSupportsNonNullableColumns, true),
+        (SqlInfo::SqlCatalogAtStart, true),
+        (SqlInfo::SqlSelectForUpdateSupported, false),
+        (SqlInfo::SqlStoredProceduresSupported, false),
+        (SqlInfo::SqlCorrelatedSubqueriesSupported, true),
+        (SqlInfo::SqlTransactionsSupported, false),
+        (SqlInfo::SqlBatchUpdatesSupported, false),
+        (SqlInfo::SqlSavepointsSupported, false),
+        (SqlInfo::SqlNamedParametersSupported, false),
+    ] {
+        info.append(fact, value);
+    }
     info.append(
         SqlInfo::FlightSqlServerTransaction,
         SqlSupportedTransaction::None as i32,
     );
-    info.append(SqlInfo::FlightSqlServerCancel, false);
-    info.append(SqlInfo::FlightSqlServerBulkIngestion, true);
-    info.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
     info.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
     info.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
-    info.append(SqlInfo::SqlDdlCatalog, false);
-    info.append(SqlInfo::SqlDdlSchema, false);
-    info.append(SqlInfo::SqlDdlTable, false);
     info.append(
         SqlInfo::SqlIdentifierCase,
         SqlSupportedCaseSensitivity::SqlCaseSensitivityCaseInsensitive as i32,
@@ -232,21 +253,12 @@ fn sql_info() -> SqlInfoData {
         SqlInfo::SqlQuotedIdentifierCase,
         SqlSupportedCaseSensitivity::SqlCaseSensitivityCaseInsensitive as i32,
     );
-    info.append(SqlInfo::SqlAllTablesAreSelectable, true);
     info.append(
         SqlInfo::SqlNullOrdering,
         SqlNullOrdering::SqlNullsSortedAtEnd as i32,
     );
     info.append(SqlInfo::SqlSearchStringEscape, "\\");
     info.append(SqlInfo::SqlExtraNameCharacters, "");
-    info.append(SqlInfo::SqlSupportsColumnAliasing, true);
-    info.append(SqlInfo::SqlNullPlusNullIsNull, true);
-    info.append(SqlInfo::SqlSupportsTableCorrelationNames, true);
-    info.append(SqlInfo::SqlSupportsDifferentTableCorrelationNames, false);
-    info.append(SqlInfo::SqlSupportsExpressionsInOrderBy, true);
-    info.append(SqlInfo::SqlSupportsOrderByUnrelated, true);
-    info.append(SqlInfo::SqlSupportsLikeEscapeClause, true);
-    info.append(SqlInfo::SqlSupportsNonNullableColumns, true);
     info.append(
         SqlInfo::SqlSupportedGrammar,
         1i32 << SupportedSqlGrammar::SqlExtendedGrammar as i32
@@ -256,14 +268,6 @@ fn sql_info() -> SqlInfoData {
     info.append(SqlInfo::SqlSchemaTerm, "schema");
     info.append(SqlInfo::SqlCatalogTerm, "catalog");
     info.append(SqlInfo::SqlProcedureTerm, "procedure");
-    info.append(SqlInfo::SqlCatalogAtStart, true);
-    info.append(SqlInfo::SqlSelectForUpdateSupported, false);
-    info.append(SqlInfo::SqlStoredProceduresSupported, false);
-    info.append(SqlInfo::SqlCorrelatedSubqueriesSupported, true);
-    info.append(SqlInfo::SqlTransactionsSupported, false);
-    info.append(SqlInfo::SqlBatchUpdatesSupported, false);
-    info.append(SqlInfo::SqlSavepointsSupported, false);
-    info.append(SqlInfo::SqlNamedParametersSupported, false);
     info.append(SqlInfo::SqlMaxColumnNameLength, 0i64);
     info.append(
         SqlInfo::SqlMaxTableNameLength,

@@ -19,7 +19,7 @@ use arrow_flight::sql::{
     ActionCreatePreparedStatementResult, Any, Command, DoPutPreparedStatementResult,
     DoPutUpdateResult, ProstMessageExt, TicketStatementQuery,
 };
-use arrow_flight::{Action, FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, PutResult};
+use arrow_flight::{Action, IpcMessage, PutResult};
 use arrow_flight::{SchemaAsIpc, Ticket};
 use futures::{Stream, StreamExt};
 use prost::Message;
@@ -135,30 +135,8 @@ impl FlightSql {
         }
     }
 
-    /// GetFlightInfo: the answer's schema, and one endpoint whose ticket runs it.
-    pub async fn flight_info(
-        &self,
-        command: Command,
-        descriptor: FlightDescriptor,
-        scope: &Scope,
-        call: &Call,
-    ) -> Result<FlightInfo> {
-        let (schema, ticket) = self.plan(command, scope, call).await?;
-        Ok(FlightInfo::new()
-            .try_with_schema(&schema)
-            .map_err(|err| Error::internal(format!("encoding the schema: {err}")))?
-            .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
-            .with_descriptor(descriptor)
-            .with_total_records(-1)
-            .with_total_bytes(-1))
-    }
-
-    /// GetSchema.
-    pub async fn schema(&self, command: Command, scope: &Scope, call: &Call) -> Result<SchemaRef> {
-        Ok(self.plan(command, scope, call).await?.0)
-    }
-
-    async fn plan(
+    /// GetFlightInfo and GetSchema: the answer's schema, and the ticket that runs it.
+    pub async fn plan(
         &self,
         command: Command,
         scope: &Scope,
