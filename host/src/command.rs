@@ -152,6 +152,10 @@ pub struct PutCommand {
     /// Applied to the upload before it is written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transforms: Vec<Transform>,
+    /// How a new (or overwritten) Iceberg table is partitioned: columns and
+    /// transforms such as `"day(ts)"`, `"bucket(16, id)"`; `[]` for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_by: Option<Vec<String>>,
     /// How many rows the client means to send: a stream that ends with another
     /// count (a client that closed early) commits nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -327,6 +331,7 @@ impl PutCommand {
             mode: WriteMode::Append,
             target: Target::Iceberg,
             transforms: Vec::new(),
+            partition_by: None,
             expect_rows: None,
             expect_batches: None,
         })

@@ -32,6 +32,7 @@ pub struct Metrics {
     pub active_uploads: AtomicI64,
     pub plan_cache_hits: AtomicU64,
     pub plan_cache_misses: AtomicU64,
+    pub scan_files_skipped: AtomicU64,
     pub plan_cache_tables: AtomicU64,
     pub plan_cache_bytes: AtomicU64,
 }
@@ -187,6 +188,11 @@ impl Metrics {
                 "floe_plan_cache_misses_total",
                 &self.plan_cache_misses,
                 "Table plans read from storage (new tables, new commits, evictions).",
+            ),
+            (
+                "floe_scan_files_skipped_total",
+                &self.scan_files_skipped,
+                "Data files table reads left out because their column bounds rule out the filter.",
             ),
         ] {
             head(&mut out, name, "counter", help);

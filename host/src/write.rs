@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use crate::access;
 use crate::command::{ExchangeCommand, PutCommand};
 use crate::core::Core;
-use crate::engines::{WriteHandle, Written};
+use crate::engines::{WriteHandle, WriteOptions, Written};
 use crate::error::{Error, Result};
 use crate::limits::Scope;
 
@@ -47,14 +47,14 @@ impl Core {
                 self.bind_chain(&command.transforms, schema),
             )
             .await?;
+        let how = WriteOptions {
+            mode: command.mode,
+            target: command.target,
+            partition_by: command.partition_by.as_deref(),
+        };
         let handle = self
             .lakehouse
-            .begin_write(
-                &command.table,
-                command.mode,
-                command.target,
-                chain.output_schema(),
-            )
+            .begin_write(&command.table, &how, chain.output_schema())
             .await?;
         let (handle, fed) = feed(handle, chain.apply(batches)).await?;
         if let Err(err) = fed {

@@ -20,16 +20,19 @@ use arrow::datatypes::SchemaRef;
 use self::duckdb::sql::{Query, Source};
 use self::duckdb::{DuckEngine, IcebergReader, QueryStream};
 use self::iceberg::{
-    COMPACT_AT, COMPACT_ON_DEMAND_AT, Committed, IcebergEngine, LoadedTable, PlanCache, local_path,
+    COMPACT_AT, COMPACT_ON_DEMAND_AT, Committed, IcebergEngine, LoadedTable, PlanCache, conditions,
+    local_path,
 };
 use crate::command::{TableName, Target};
 use crate::config::DuckSettings;
 use crate::error::{Context, Error, Result};
+use crate::metrics::metrics;
+use floe_wire::expr::ast::Expr;
 
 pub use self::duckdb::{Described, References};
 pub use plan::ReadPlan;
-use plan::SchemaCache;
-pub use write::{WriteHandle, Written};
+use plan::{PLAN_TTL, Recent};
+pub use write::{WriteHandle, WriteOptions, Written};
 
 pub struct Lakehouse {
     iceberg: IcebergEngine,
@@ -40,7 +43,25 @@ pub struct Lakehouse {
     /// Tables a background compaction is working on.
     compacting: std::sync::Mutex<HashSet<TableName>>,
     /// Result schemas of queries over Iceberg snapshots.
-    schemas: SchemaCache,
+    schemas: Recent<SchemaRef>,
+    /// Plans of table reads of Iceberg snapshots, by pinned ticket.
+    plans: Recent<ReadPlan>,
+}
+
+/// Where DuckDB reads an Iceberg snapshot: `whole` has all its rows, `read` those
+/// of the files a read's filter can match.
+struct IcebergSource {
+    read: Source,
+    whole: Source,
+}
+
+impl IcebergSource {
+    fn same(source: Source) -> Self {
+        Self {
+            read: source.clone(),
+            whole: source,
+        }
+    }
 }
 
 /// A table as `list_tables` reports it.
@@ -51,6 +72,8 @@ pub struct TableInfo {
     pub schema: SchemaRef,
     pub rows: Option<u64>,
     pub snapshot_id: Option<i64>,
+    /// How an Iceberg table is partitioned, as `partition_by` items.
+    pub partition_by: Vec<String>,
 }
 
 /// One entry of `snapshots`.
@@ -85,7 +108,11 @@ impl Lakehouse {
         std::fs::create_dir_all(warehouse)
             .with_context(|| format!("creating the warehouse {}", warehouse.display()))?;
         let cache = PlanCache::new(duck.plan_cache_tables, duck.plan_cache_mib << 20);
-        let schemas = SchemaCache::new(if cache.enabled() { 4096 } else { 0 });
+        let capacity = if cache.enabled() { 4096 } else { 0 };
+        let (schemas, plans) = (
+            Recent::new(capacity, None),
+            Recent::new(capacity, Some(PLAN_TTL)),
+        );
         let iceberg =
             IcebergEngine::open(&catalog_path(warehouse), &tables_dir(warehouse), cache).await?;
         let duck = DuckEngine::open(warehouse, duck).await?;
@@ -103,6 +130,7 @@ impl Lakehouse {
             views: tokio::sync::Mutex::new(known),
             compacting: Default::default(),
             schemas,
+            plans,
         };
         lakehouse.sync_views().await?;
         Ok(lakehouse)
@@ -157,21 +185,23 @@ impl Lakehouse {
         self.duck.query(query).await
     }
 
-    /// The FROM item that reads an Iceberg table at `snapshot` (None: no data yet):
+    /// The FROM items that read an Iceberg table at `snapshot` (None: no data yet):
     /// `read_parquet` over the snapshot's files (cached per snapshot) when that is
     /// exact, DuckDB's `iceberg_scan` otherwise (delete files, files of older schemas)
-    /// and whenever the plan cache is off.
+    /// and whenever the plan cache is off. Over `read_parquet`, a filter's simple
+    /// conditions leave out the files whose column bounds rule them out.
     async fn iceberg_source(
         &self,
         name: &TableName,
         table: &LoadedTable,
         snapshot: Option<&SnapshotRef>,
-    ) -> Result<Source> {
+        filter: Option<&Expr>,
+    ) -> Result<IcebergSource> {
         let metadata = table.metadata();
         let Some(snapshot) = snapshot else {
             let schema =
                 schema_to_arrow_schema(metadata.current_schema()).context("table schema")?;
-            return Source::empty(&schema);
+            return Ok(IcebergSource::same(Source::empty(&schema)?));
         };
         let planned = match self.duck.reader {
             IcebergReader::Extension if !self.iceberg.caching() => None,
@@ -189,17 +219,31 @@ impl Lakehouse {
             _ => {
                 let location = local_path(table.metadata_location());
                 let current = metadata.current_snapshot_id() == Some(snapshot.snapshot_id());
-                return Ok(Source::iceberg_scan(
+                return Ok(IcebergSource::same(Source::iceberg_scan(
                     location,
                     (!current).then_some(snapshot.snapshot_id()),
-                ));
+                )));
             }
         };
+        let schema = snapshot.schema(metadata).context("snapshot schema")?;
         if parquet.paths.is_empty() {
-            let schema = snapshot.schema(metadata).context("snapshot schema")?;
-            return Source::empty(&schema_to_arrow_schema(&schema).context("table schema")?);
+            let schema = schema_to_arrow_schema(&schema).context("table schema")?;
+            return Ok(IcebergSource::same(Source::empty(&schema)?));
         }
-        Ok(Source::read_parquet(&parquet.paths))
+        let whole = Source::read_parquet(&parquet.paths);
+        let conditions = filter.map(|f| conditions(f, &schema)).unwrap_or_default();
+        if conditions.is_empty() {
+            return Ok(IcebergSource::same(whole));
+        }
+        let kept = parquet.paths_matching(&conditions);
+        let skipped = (parquet.paths.len() - kept.len()) as u64;
+        metrics()
+            .scan_files_skipped
+            .fetch_add(skipped, std::sync::atomic::Ordering::Relaxed);
+        Ok(IcebergSource {
+            read: Source::read_parquet(&kept),
+            whole,
+        })
     }
 
     /// Rewrite the small data files of an Iceberg table as few large ones, now;
@@ -258,8 +302,9 @@ impl Lakehouse {
                 continue;
             };
             let source = self
-                .iceberg_source(name, &table, table.metadata().current_snapshot())
-                .await?;
+                .iceberg_source(name, &table, table.metadata().current_snapshot(), None)
+                .await?
+                .whole;
             match self.duck.replace_view(name, source).await {
                 Ok(()) => {
                     views.insert(name.clone(), location.clone());
@@ -309,6 +354,7 @@ impl Lakehouse {
                         .unwrap_or(0),
                 ),
                 snapshot_id: snapshot.map(|s| s.snapshot_id()),
+                partition_by: table.partition_by(),
                 target: Target::Iceberg,
                 name,
             });
@@ -320,6 +366,7 @@ impl Lakehouse {
                 schema,
                 rows: Some(rows),
                 snapshot_id: None,
+                partition_by: Vec::new(),
             });
         }
         Ok(out)

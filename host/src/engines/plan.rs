@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use floe_wire::expr::parse_filter;
@@ -25,6 +26,10 @@ pub struct ReadPlan {
     pub shape: Option<Query>,
 }
 
+fn json(read: &TableRead) -> String {
+    serde_json::to_string(read).expect("commands serialize")
+}
+
 impl Lakehouse {
     /// A plan's result schema, without running it; kept once known for reads of
     /// Iceberg snapshots (see [`ReadPlan::shape`]).
@@ -36,7 +41,7 @@ impl Lakehouse {
             return Ok(schema);
         }
         let schema = self.schema_of(shape).await?;
-        self.schemas.put(shape.text(), schema.clone());
+        self.schemas.put(shape.text().to_string(), schema.clone());
         Ok(schema)
     }
 
@@ -52,7 +57,18 @@ impl Lakehouse {
                     shape: None,
                 })
             }
-            ReadCommand::Table(read) => self.plan_table_read(read).await,
+            ReadCommand::Table(read) => {
+                // A ticket from GetFlightInfo pins its snapshot: its plan was just made.
+                let pinned = read.snapshot_id.is_some().then(|| json(&read));
+                if let Some(plan) = pinned.as_deref().and_then(|key| self.plans.get(key)) {
+                    return Ok(plan);
+                }
+                let plan = self.plan_table_read(read).await?;
+                if let (Some(_), ReadCommand::Table(pinned)) = (&plan.shape, &plan.ticket) {
+                    self.plans.put(json(pinned), plan.clone());
+                }
+                Ok(plan)
+            }
         }
     }
 
@@ -68,16 +84,16 @@ impl Lakehouse {
             .map(parse_filter)
             .transpose()
             .map_err(|err| Error::invalid(err.to_string()))?;
-        let mut immutable = false;
-        let source = match self.locate(&read.table).await? {
+        let (source, whole) = match self.locate(&read.table).await? {
             Located::Iceberg(table) => {
-                immutable = true;
                 let snapshot = table.snapshot(read.snapshot_id, read.as_of)?;
                 // Pin the snapshot so DoGet reads what GetFlightInfo described.
                 read.snapshot_id = snapshot.as_ref().map(|s| s.snapshot_id());
                 read.as_of = None;
-                self.iceberg_source(&read.table, &table, snapshot.as_ref())
-                    .await?
+                let source = self
+                    .iceberg_source(&read.table, &table, snapshot.as_ref(), filter.as_ref())
+                    .await?;
+                (source.read, Some(source.whole))
             }
             Located::Duckdb => {
                 if read.snapshot_id.is_some() || read.as_of.is_some() {
@@ -86,7 +102,7 @@ impl Lakehouse {
                         read.table
                     )));
                 }
-                Source::table(&read.table)
+                (Source::table(&read.table), None)
             }
         };
         let query = Query::table_read(
@@ -96,7 +112,7 @@ impl Lakehouse {
             read.limit,
         );
         let shape =
-            immutable.then(|| Query::table_read(&source, read.columns.as_deref(), None, None));
+            whole.map(|whole| Query::table_read(&whole, read.columns.as_deref(), None, None));
         Ok(ReadPlan {
             query,
             ticket: ReadCommand::Table(read),
@@ -105,37 +121,45 @@ impl Lakehouse {
     }
 }
 
-/// Result schemas by query text, for queries whose data never changes (so their
-/// schema cannot either). At most `capacity` entries: past it, it starts over.
-pub struct SchemaCache {
+/// Facts about reads of data that never changes (an Iceberg snapshot): result
+/// schemas by query text, plans by pinned ticket. At most `capacity` entries: past
+/// it, it starts over. Plans are kept a minute only, long enough for the DoGet
+/// after a GetFlightInfo, short enough that a dropped table is soon noticed.
+pub struct Recent<V> {
     capacity: usize,
-    schemas: Mutex<HashMap<String, SchemaRef>>,
+    ttl: Option<Duration>,
+    entries: Mutex<HashMap<String, (V, Instant)>>,
 }
 
-impl SchemaCache {
-    pub fn new(capacity: usize) -> Self {
+/// How long a plan is kept for the DoGet its GetFlightInfo announced.
+pub const PLAN_TTL: Duration = Duration::from_secs(60);
+
+impl<V: Clone> Recent<V> {
+    pub fn new(capacity: usize, ttl: Option<Duration>) -> Self {
         Self {
             capacity,
-            schemas: Mutex::default(),
+            ttl,
+            entries: Mutex::default(),
         }
     }
 
-    pub fn get(&self, query: &str) -> Option<SchemaRef> {
-        self.schemas
-            .lock()
-            .expect("schema cache")
-            .get(query)
-            .cloned()
+    pub fn get(&self, key: &str) -> Option<V> {
+        let entries = self.entries.lock().expect("recent entries");
+        let (value, added) = entries.get(key)?;
+        match self.ttl {
+            Some(ttl) if added.elapsed() > ttl => None,
+            _ => Some(value.clone()),
+        }
     }
 
-    pub fn put(&self, query: &str, schema: SchemaRef) {
+    pub fn put(&self, key: String, value: V) {
         if self.capacity == 0 {
             return;
         }
-        let mut schemas = self.schemas.lock().expect("schema cache");
-        if schemas.len() >= self.capacity {
-            schemas.clear();
+        let mut entries = self.entries.lock().expect("recent entries");
+        if entries.len() >= self.capacity {
+            entries.clear();
         }
-        schemas.insert(query.to_string(), schema);
+        entries.insert(key, (value, Instant::now()));
     }
 }

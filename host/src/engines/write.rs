@@ -24,6 +24,15 @@ pub struct Written {
     pub data_files: usize,
 }
 
+/// How an upload is written.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteOptions<'a> {
+    pub mode: WriteMode,
+    pub target: Target,
+    /// The table's partitioning; None keeps an existing table's.
+    pub partition_by: Option<&'a [String]>,
+}
+
 pub struct WriteHandle {
     lakehouse: Arc<Lakehouse>,
     table: TableName,
@@ -41,20 +50,26 @@ impl Lakehouse {
     pub async fn begin_write(
         self: &Arc<Self>,
         table: &TableName,
-        mode: WriteMode,
-        target: Target,
+        how: &WriteOptions<'_>,
         schema: SchemaRef,
     ) -> Result<WriteHandle> {
-        let sink = match target {
+        let mode = how.mode;
+        let sink = match how.target {
             Target::Iceberg => {
                 if self.duck.table_exists(table).await? {
                     return Err(Error::AlreadyExists(format!(
                         "{table} exists as a DuckDB table"
                     )));
                 }
-                Sink::Iceberg(Box::new(
-                    self.iceberg.begin_write(table, mode, &schema).await?,
-                ))
+                let write = self
+                    .iceberg
+                    .begin_write(table, mode, &schema, how.partition_by);
+                Sink::Iceberg(Box::new(write.await?))
+            }
+            Target::Duckdb if how.partition_by.is_some() => {
+                return Err(Error::invalid(
+                    "partition_by applies to Iceberg tables, not to target duckdb",
+                ));
             }
             Target::Duckdb => {
                 if self.iceberg.load(table).await?.is_some() {

@@ -56,5 +56,6 @@ pub fn table_json(table: &TableInfo) -> Value {
         "schema": schema_json::to_json(&table.schema),
         "rows": table.rows,
         "snapshot_id": table.snapshot_id,
+        "partition_by": table.partition_by,
     })
 }

@@ -115,10 +115,14 @@ impl Source {
         })
     }
 
-    /// These Parquet files, read as one table.
+    /// These Parquet files, read as one table. Their directories name Iceberg
+    /// partitions (`day=2024-01-01`), which must not become columns.
     pub fn read_parquet(files: &[String]) -> Self {
         let list: Vec<String> = files.iter().map(|f| quote_literal(f)).collect();
-        Self(format!("read_parquet([{}])", list.join(", ")))
+        Self(format!(
+            "read_parquet([{}], hive_partitioning = false)",
+            list.join(", ")
+        ))
     }
 
     /// Columns of these types and no rows (a table with no data yet).
@@ -350,7 +354,7 @@ mod tests {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(
             Source::read_parquet(&["/w/it's.parquet".into()]).0,
-            "read_parquet(['/w/it''s.parquet'])"
+            "read_parquet(['/w/it''s.parquet'], hive_partitioning = false)"
         );
         let filter = floe_wire::expr::parse_filter("a > 1 AND b = ')'").unwrap();
         let columns = ["a".to_string(), "b c".to_string()];

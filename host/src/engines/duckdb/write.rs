@@ -22,7 +22,8 @@ enum Message {
 
 pub struct DuckWrite {
     tx: mpsc::Sender<Message>,
-    worker: JoinHandle<Result<u64>>,
+    /// None once joined (after it stopped early).
+    worker: Option<JoinHandle<Result<u64>>>,
 }
 
 impl DuckEngine {
@@ -50,7 +51,10 @@ impl DuckEngine {
             let rows = result?;
             ended.map(|()| rows)
         });
-        DuckWrite { tx, worker }
+        DuckWrite {
+            tx,
+            worker: Some(worker),
+        }
     }
 }
 
@@ -66,7 +70,10 @@ impl DuckWrite {
     pub async fn commit(self) -> Result<u64> {
         let _ = self.tx.send(Message::Commit).await;
         drop(self.tx);
-        self.worker
+        let Some(worker) = self.worker else {
+            return Err(Error::internal("DuckDB writer ended early"));
+        };
+        worker
             .await
             .map_err(|err| Error::internal(format!("DuckDB writer failed: {err}")))?
     }
@@ -74,11 +81,17 @@ impl DuckWrite {
     /// Roll back: dropping the sender without `Commit` ends the transaction unapplied.
     pub async fn abort(self) {
         drop(self.tx);
-        let _ = self.worker.await;
+        if let Some(worker) = self.worker {
+            let _ = worker.await;
+        }
     }
 
+    /// Why the worker stopped; it is awaited here, once (a task may be joined only once).
     async fn worker_error(&mut self) -> Error {
-        match (&mut self.worker).await {
+        let Some(worker) = self.worker.take() else {
+            return Error::internal("DuckDB writer ended early");
+        };
+        match worker.await {
             Ok(Err(err)) => err,
             Ok(Ok(_)) => Error::internal("DuckDB writer ended early"),
             Err(err) => Error::internal(format!("DuckDB writer failed: {err}")),

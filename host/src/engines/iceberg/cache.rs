@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use iceberg::spec::{DataContentType, ManifestContentType, SnapshotRef};
 use iceberg::table::Table;
 
+use super::prune::{Condition, FileBounds};
 use super::{LoadedTable, local_path};
 use crate::command::TableName;
 use crate::error::{Context, Result};
@@ -25,6 +26,8 @@ const FILE_OVERHEAD_BYTES: usize = 64;
 pub struct SnapshotFiles {
     /// Local paths, in manifest order.
     pub paths: Vec<String>,
+    /// Each file's column bounds, in the order of `paths`.
+    bounds: Vec<FileBounds>,
     pub rows: u64,
     /// Whether the snapshot has delete files (written by other engines).
     pub deletes: bool,
@@ -36,10 +39,32 @@ pub struct SnapshotFiles {
 
 impl SnapshotFiles {
     fn bytes(&self) -> usize {
-        self.paths
+        let paths: usize = self
+            .paths
             .iter()
             .map(|p| p.len() + FILE_OVERHEAD_BYTES)
-            .sum()
+            .sum();
+        paths + self.bounds.iter().map(FileBounds::bytes).sum::<usize>()
+    }
+
+    /// The files that can hold rows meeting every condition (all of them when
+    /// there are no conditions). At least one file is kept, so that the read's
+    /// result has the same schema whatever it prunes.
+    pub fn paths_matching(&self, conditions: &[Condition]) -> Vec<String> {
+        if conditions.is_empty() {
+            return self.paths.clone();
+        }
+        let kept: Vec<String> = self
+            .paths
+            .iter()
+            .zip(&self.bounds)
+            .filter(|(_, bounds)| bounds.may_match(conditions))
+            .map(|(path, _)| path.clone())
+            .collect();
+        match kept.is_empty() {
+            true => self.paths.iter().take(1).cloned().collect(),
+            false => kept,
+        }
     }
 
     /// Read the snapshot's manifests (the cache's miss path).
@@ -52,7 +77,7 @@ impl SnapshotFiles {
             .iter()
             .any(|m| m.content != ManifestContentType::Data);
         let mut same_schema = snapshot.schema_id().is_some();
-        let (mut paths, mut rows) = (Vec::new(), 0);
+        let (mut paths, mut bounds, mut rows) = (Vec::new(), Vec::new(), 0);
         for manifest in &manifests {
             let entries = manifest
                 .load_manifest(file_io)
@@ -67,10 +92,12 @@ impl SnapshotFiles {
                 same_schema &= entry.snapshot_id().and_then(schema_of) == snapshot.schema_id();
                 rows += file.record_count();
                 paths.push(local_path(file.file_path()).to_string());
+                bounds.push(FileBounds::of(file));
             }
         }
         Ok(Self {
             paths,
+            bounds,
             rows,
             deletes,
             plain_parquet: same_schema && !deletes,

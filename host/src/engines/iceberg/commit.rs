@@ -168,6 +168,8 @@ impl IcebergEngine {
         let Base::Existing {
             schema_id,
             new_schema,
+            ref new_spec,
+            ..
         } = write.base
         else {
             unreachable!()
@@ -179,11 +181,19 @@ impl IcebergEngine {
             ))
         })?;
         let current = table.metadata();
-        if current.current_schema_id() != schema_id {
-            return Err(Error::InvalidArgument(format!(
-                "the schema of {} changed during the upload; retry it",
+        let changed = || {
+            Error::InvalidArgument(format!(
+                "the schema or partitioning of {} changed during the upload; retry it",
                 write.name
-            )));
+            ))
+        };
+        // The files' spec must be the table's default after this commit: the same as
+        // now, or the one this commit adds (checked once added, below).
+        if current.current_schema_id() != schema_id
+            || (new_spec.is_none()
+                && current.default_partition_spec_id() != write.partitioning.spec_id())
+        {
+            return Err(changed());
         }
         let previous = match (write.op, current.current_snapshot()) {
             (WriteOp::Append | WriteOp::Replace, Some(snapshot)) => {
@@ -200,6 +210,11 @@ impl IcebergEngine {
                 .add_current_schema((*write.schema).clone())
                 .context("adding the new schema")?;
         }
+        if let Some(spec) = new_spec {
+            builder = builder
+                .add_default_partition_spec(spec.clone())
+                .context("adding the partition spec")?;
+        }
         let snapshot = self
             .write_snapshot(current, Some(previous), write, files, staged)
             .await?;
@@ -208,6 +223,9 @@ impl IcebergEngine {
             .and_then(|b| b.build())
             .context("building table metadata")?
             .metadata;
+        if metadata.default_partition_spec_id() != write.partitioning.spec_id() {
+            return Err(changed());
+        }
         let old_location = table.metadata_location().to_string();
         let location = MetadataLocation::from_str(&old_location)
             .context("parsing the current metadata location")?
@@ -270,7 +288,7 @@ impl IcebergEngine {
                 .new_output(&path)
                 .context("creating a manifest")?;
             staged.files.push(path);
-            let spec = metadata.default_partition_spec().as_ref().clone();
+            let spec = write.partitioning.as_ref().clone();
             let mut writer =
                 ManifestWriterBuilder::new(output, Some(snapshot_id), write.schema.clone(), spec)
                     .build_v2_data();

@@ -63,8 +63,11 @@ pub(super) async fn small_files(table: &LoadedTable) -> Result<Vec<DataFile>> {
     {
         return Ok(Vec::new());
     }
+    // Only files of the current partition spec: a rewrite writes with it, and files
+    // of an older spec are left as they are.
+    let spec_id = table.metadata().default_partition_spec_id();
     let mut small = Vec::new();
-    for manifest in &manifests {
+    for manifest in manifests.iter().filter(|m| m.partition_spec_id == spec_id) {
         let entries = manifest
             .load_manifest(file_io)
             .await

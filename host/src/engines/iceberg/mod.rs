@@ -9,6 +9,8 @@ mod commit;
 mod compact;
 mod journal;
 mod lanes;
+mod partition;
+mod prune;
 pub mod schema;
 #[cfg(test)]
 mod tests;
@@ -30,6 +32,7 @@ pub use cache::{PlanCache, SnapshotFiles};
 pub use commit::Committed;
 pub use compact::{COMPACT_AT, COMPACT_ON_DEMAND_AT};
 pub use lanes::parquet_properties;
+pub use prune::{Condition, conditions};
 pub use write::{TableWrite, WriteOp};
 
 use crate::command::TableName;
@@ -59,6 +62,12 @@ pub struct LoadedTable {
 impl LoadedTable {
     pub fn metadata(&self) -> &TableMetadata {
         self.table.metadata()
+    }
+
+    /// The current partition spec as `partition_by` items (empty: unpartitioned).
+    pub fn partition_by(&self) -> Vec<String> {
+        let metadata = self.metadata();
+        partition::describe(metadata.default_partition_spec(), metadata.current_schema())
     }
 
     pub fn metadata_location(&self) -> &str {

@@ -44,7 +44,7 @@ async fn engine(dir: &tempfile::TempDir) -> IcebergEngine {
 
 async fn put(engine: &IcebergEngine, name: &TableName, mode: WriteMode, data: &RecordBatch) -> i64 {
     let mut write = engine
-        .begin_write(name, mode, &data.schema())
+        .begin_write(name, mode, &data.schema(), None)
         .await
         .unwrap();
     write.write(data).await.unwrap();
@@ -82,11 +82,11 @@ async fn writes_begun_together_both_land() {
     let other = self::engine(&dir).await;
     let data = batch(100, 5, true);
     let mut a = engine
-        .begin_write(&name, WriteMode::Append, &data.schema())
+        .begin_write(&name, WriteMode::Append, &data.schema(), None)
         .await
         .unwrap();
     let mut b = other
-        .begin_write(&name, WriteMode::Append, &data.schema())
+        .begin_write(&name, WriteMode::Append, &data.schema(), None)
         .await
         .unwrap();
     a.write(&data).await.unwrap();
@@ -138,7 +138,7 @@ async fn aborted_and_refused_writes_leave_nothing() {
     assert_eq!(files(), 1);
 
     let mut write = engine
-        .begin_write(&name, WriteMode::Append, &batch(0, 1, true).schema())
+        .begin_write(&name, WriteMode::Append, &batch(0, 1, true).schema(), None)
         .await
         .unwrap();
     write.write(&batch(0, 1000, true)).await.unwrap();
@@ -146,13 +146,13 @@ async fn aborted_and_refused_writes_leave_nothing() {
     assert_eq!(files(), 1);
 
     let err = engine
-        .begin_write(&name, WriteMode::Append, &batch(0, 1, false).schema())
+        .begin_write(&name, WriteMode::Append, &batch(0, 1, false).schema(), None)
         .await
         .err()
         .unwrap();
     assert!(err.to_string().contains("`note` is missing"), "{err}");
     let err = engine
-        .begin_write(&name, WriteMode::Create, &batch(0, 1, true).schema())
+        .begin_write(&name, WriteMode::Create, &batch(0, 1, true).schema(), None)
         .await
         .err()
         .unwrap();
@@ -226,7 +226,7 @@ async fn a_big_upload_is_encoded_on_every_core() {
     let name = TableName::parse("s.big").unwrap();
     let data = batch(0, 500_000, true); // ~12 MiB of Arrow data per batch
     let mut write = engine
-        .begin_write(&name, WriteMode::Append, &data.schema())
+        .begin_write(&name, WriteMode::Append, &data.schema(), None)
         .await
         .unwrap();
     for _ in 0..8 {
@@ -340,4 +340,37 @@ async fn snapshot_files_follow_commits_and_know_when_parquet_is_exact() {
     let files = current_files(&engine, &name).await;
     assert_eq!((files.paths.len(), files.rows), (1, 4));
     assert!(files.plain_parquet);
+}
+
+#[tokio::test]
+async fn filters_leave_out_the_files_their_bounds_rule_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&dir).await;
+    // Three files: ids 0..10, 10..20, 20..30; notes n0..n9 in each.
+    let name = appended(&engine, 3).await;
+    let files = current_files(&engine, &name).await;
+    let table = engine.load(&name).await.unwrap().unwrap();
+    let schema = table.metadata().current_schema().clone();
+    let kept = |filter: &str| {
+        let filter = floe_wire::expr::parse_filter(filter).unwrap();
+        files
+            .paths_matching(&super::conditions(&filter, &schema))
+            .len()
+    };
+    assert_eq!(kept("id >= 12 AND id < 18"), 1);
+    assert_eq!(kept("id = 25"), 1);
+    assert_eq!(kept("(5 > id)"), 1);
+    assert_eq!(kept("ID >= 20 AND note = 'n5'"), 1);
+    assert_eq!(kept("id BETWEEN 5 AND 15"), 2);
+    assert_eq!(kept("id <= 10"), 2);
+    assert_eq!(kept("id > -1"), 3);
+    // What bounds cannot decide keeps every file.
+    assert_eq!(kept("id < 5 OR id > 25"), 3);
+    assert_eq!(kept("id < 10.5"), 3);
+    assert_eq!(kept("NOT id < 20"), 3);
+    assert_eq!(kept("id + 0 < 5"), 3);
+    assert_eq!(kept("id NOT BETWEEN 0 AND 25"), 3);
+    // Nothing can match: one file is still read, so the result keeps its schema.
+    assert_eq!(kept("id > 100"), 1);
+    assert_eq!(kept("note = 'zz'"), 1);
 }

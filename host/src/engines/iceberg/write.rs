@@ -6,13 +6,14 @@ use std::collections::HashMap;
 use arrow::array::RecordBatch;
 use arrow::datatypes::Schema as ArrowSchema;
 use iceberg::spec::{
-    DataFile, FormatVersion, SchemaRef, SortOrder, TableMetadata, TableMetadataBuilder,
-    UnboundPartitionSpec,
+    DataFile, FormatVersion, PartitionSpecRef, SchemaRef, SortOrder, TableMetadata,
+    TableMetadataBuilder, UnboundPartitionSpec,
 };
 use std::sync::Arc;
 
 use super::journal::{self, Recorded, delete_prefixed};
 use super::lanes::Lanes;
+use super::partition::{describe, partition_spec, same_spec};
 use super::schema::{Conformer, iceberg_schema_of, same_columns, schema_difference};
 use super::{IcebergEngine, LoadedTable};
 use crate::command::{TableName, WriteMode};
@@ -31,8 +32,44 @@ pub enum WriteOp {
 pub(super) enum Base {
     /// The table does not exist yet; this metadata is registered at commit.
     New(Box<TableMetadata>),
-    /// The table exists with this current schema id; `new_schema` replaces it at commit.
-    Existing { schema_id: i32, new_schema: bool },
+    /// The table exists with this current schema id; `new_schema` replaces it at
+    /// commit, and `new_spec` becomes the default partition spec.
+    Existing {
+        schema_id: i32,
+        new_schema: bool,
+        new_spec: Option<UnboundPartitionSpec>,
+        op: WriteOp,
+    },
+}
+
+impl Base {
+    fn op(&self) -> WriteOp {
+        match self {
+            Base::New(_) => WriteOp::Append,
+            Base::Existing { op, .. } => *op,
+        }
+    }
+}
+
+/// The partition spec `wanted` becomes once added to `metadata` (after `schema`, a
+/// new current schema, if any): its id and field ids are the table's to assign.
+fn next_spec(
+    metadata: &TableMetadata,
+    schema: Option<&SchemaRef>,
+    wanted: &UnboundPartitionSpec,
+) -> Result<PartitionSpecRef> {
+    let mut builder = TableMetadataBuilder::new_from_metadata(metadata.clone(), None);
+    if let Some(schema) = schema {
+        builder = builder
+            .add_current_schema((**schema).clone())
+            .context("adding the new schema")?;
+    }
+    let metadata = builder
+        .add_default_partition_spec(wanted.clone())
+        .and_then(|b| b.build())
+        .context("adding the partition spec")?
+        .metadata;
+    Ok(metadata.default_partition_spec().clone())
 }
 
 pub struct TableWrite {
@@ -48,6 +85,9 @@ pub(super) struct WritePlan {
     pub op: WriteOp,
     pub base: Base,
     pub schema: SchemaRef,
+    /// The partition spec the data files are written with (the table's default
+    /// once committed).
+    pub partitioning: PartitionSpecRef,
     /// For `Replace`: the data files the new ones stand in for.
     pub replaces: Vec<DataFile>,
     data_dir: String,
@@ -58,95 +98,113 @@ pub(super) struct WritePlan {
 }
 
 impl IcebergEngine {
-    /// Start writing `upload`-shaped batches into `name` with `mode`. Nothing is
-    /// visible to readers until `commit`; `abort` deletes what was written.
+    /// Start writing `upload`-shaped batches into `name` with `mode`, partitioned by
+    /// `partition_by` (None: as the table is, or unpartitioned for a new table).
+    /// Nothing is visible to readers until `commit`; `abort` deletes what was written.
     pub async fn begin_write(
         &self,
         name: &TableName,
         mode: WriteMode,
         upload: &ArrowSchema,
+        partition_by: Option<&[String]>,
     ) -> Result<TableWrite> {
-        let existing = self.load(name).await?;
-        let (base, schema, op, location) = match (existing, mode) {
-            (Some(_), WriteMode::Create | WriteMode::ErrorIfExists) => {
-                return Err(Error::AlreadyExists(format!("table {name} already exists")));
-            }
-            (None, _) => {
-                let location = self.new_table_location(name);
-                let metadata = TableMetadataBuilder::new(
-                    iceberg_schema_of(upload, 1)?,
-                    UnboundPartitionSpec::builder().build(),
-                    SortOrder::unsorted_order(),
-                    location.clone(),
-                    FormatVersion::V2,
-                    HashMap::from([("write.parquet.compression-codec".into(), "snappy".into())]),
-                )
-                .and_then(|builder| builder.build())
-                .context("building the new table's metadata")?
-                .metadata;
-                let schema = metadata.current_schema().clone();
-                (
-                    Base::New(Box::new(metadata)),
-                    schema,
-                    WriteOp::Append,
-                    location,
-                )
-            }
-            (Some(table), mode) => {
-                let metadata = table.metadata();
-                if metadata.format_version() != FormatVersion::V2 {
-                    return Err(Error::invalid(format!(
-                        "{name} is an Iceberg format {} table; floe writes format 2 tables",
-                        metadata.format_version()
-                    )));
-                }
-                let current = metadata.current_schema().clone();
-                let schema_id = metadata.current_schema_id();
-                let location = metadata.location().to_string();
-                if mode == WriteMode::Append {
-                    if let Some(diff) = schema_difference(&current, upload)? {
-                        return Err(Error::invalid(format!("cannot append to {name}: {diff}")));
-                    }
-                    (
-                        Base::Existing {
-                            schema_id,
-                            new_schema: false,
-                        },
-                        current,
-                        WriteOp::Append,
-                        location,
-                    )
-                } else {
-                    let replacement = iceberg_schema_of(upload, 1)?;
-                    if same_columns(&current, &replacement) {
-                        (
-                            Base::Existing {
-                                schema_id,
-                                new_schema: false,
-                            },
-                            current,
-                            WriteOp::Overwrite,
-                            location,
-                        )
-                    } else {
-                        // New columns get fresh ids: old snapshots keep their own schema.
-                        let schema =
-                            Arc::new(iceberg_schema_of(upload, metadata.last_column_id() + 1)?);
-                        (
-                            Base::Existing {
-                                schema_id,
-                                new_schema: true,
-                            },
-                            schema,
-                            WriteOp::Overwrite,
-                            location,
-                        )
-                    }
-                }
-            }
+        let Some(table) = self.load(name).await? else {
+            return self.begin_new_table(name, upload, partition_by).await;
         };
-        self.start_write(name, op, base, schema, &location, Vec::new())
+        if matches!(mode, WriteMode::Create | WriteMode::ErrorIfExists) {
+            return Err(Error::AlreadyExists(format!("table {name} already exists")));
+        }
+        let metadata = table.metadata();
+        if metadata.format_version() != FormatVersion::V2 {
+            return Err(Error::invalid(format!(
+                "{name} is an Iceberg format {} table; floe writes format 2 tables",
+                metadata.format_version()
+            )));
+        }
+        let current = metadata.current_schema().clone();
+        let current_spec = metadata.default_partition_spec().clone();
+        let location = metadata.location().to_string();
+        let unchanged = |op| Base::Existing {
+            schema_id: metadata.current_schema_id(),
+            new_schema: false,
+            new_spec: None,
+            op,
+        };
+        if mode == WriteMode::Append {
+            if let Some(diff) = schema_difference(&current, upload)? {
+                return Err(Error::invalid(format!("cannot append to {name}: {diff}")));
+            }
+            if let Some(items) = partition_by
+                && !same_spec(&current_spec, &partition_spec(items, &current)?)
+            {
+                return Err(Error::invalid(format!(
+                    "cannot append to {name} with partition_by {items:?}: it is partitioned by {:?}; \
+                     overwrite it to change that",
+                    describe(&current_spec, &current)
+                )));
+            }
+            let plan = (unchanged(WriteOp::Append), current, current_spec);
+            return self.start_write(name, plan, &location, Vec::new()).await;
+        }
+        // An overwrite: the upload's columns, and the partitioning asked for (or the
+        // table's, by column name).
+        let replacement = iceberg_schema_of(upload, 1)?;
+        let new_schema = !same_columns(&current, &replacement);
+        let schema = match new_schema {
+            // New columns get fresh ids: old snapshots keep their own schema.
+            true => Arc::new(iceberg_schema_of(upload, metadata.last_column_id() + 1)?),
+            false => current.clone(),
+        };
+        let items = match partition_by {
+            Some(items) => items.to_vec(),
+            None => describe(&current_spec, &current),
+        };
+        let wanted = partition_spec(&items, &schema).map_err(|err| match partition_by {
+            Some(_) => err,
+            None => Error::invalid(format!(
+                "{name} is partitioned by {items:?}, which the upload's columns do not allow; \
+                 give partition_by ([] for none)"
+            )),
+        })?;
+        let mut base = unchanged(WriteOp::Overwrite);
+        let mut spec = current_spec;
+        if new_schema || !same_spec(&spec, &wanted) {
+            spec = next_spec(metadata, new_schema.then_some(&schema), &wanted)?;
+            base = Base::Existing {
+                schema_id: metadata.current_schema_id(),
+                new_schema,
+                new_spec: Some(wanted),
+                op: WriteOp::Overwrite,
+            };
+        }
+        self.start_write(name, (base, schema, spec), &location, Vec::new())
             .await
+    }
+
+    async fn begin_new_table(
+        &self,
+        name: &TableName,
+        upload: &ArrowSchema,
+        partition_by: Option<&[String]>,
+    ) -> Result<TableWrite> {
+        let location = self.new_table_location(name);
+        let schema = iceberg_schema_of(upload, 1)?;
+        let spec = partition_spec(partition_by.unwrap_or_default(), &schema)?;
+        let metadata = TableMetadataBuilder::new(
+            schema,
+            spec,
+            SortOrder::unsorted_order(),
+            location.clone(),
+            FormatVersion::V2,
+            HashMap::from([("write.parquet.compression-codec".into(), "snappy".into())]),
+        )
+        .and_then(|builder| builder.build())
+        .context("building the new table's metadata")?
+        .metadata;
+        let schema = metadata.current_schema().clone();
+        let spec = metadata.default_partition_spec().clone();
+        let plan = (Base::New(Box::new(metadata)), schema, spec);
+        self.start_write(name, plan, &location, Vec::new()).await
     }
 
     /// Start rewriting `replaces` (live data files of `table`) as new files with the
@@ -161,26 +219,34 @@ impl IcebergEngine {
         let base = Base::Existing {
             schema_id: metadata.current_schema_id(),
             new_schema: false,
+            new_spec: None,
+            op: WriteOp::Replace,
         };
         let schema = metadata.current_schema().clone();
+        let spec = metadata.default_partition_spec().clone();
         let location = metadata.location().to_string();
-        self.start_write(name, WriteOp::Replace, base, schema, &location, replaces)
+        self.start_write(name, (base, schema, spec), &location, replaces)
             .await
     }
 
     async fn start_write(
         &self,
         name: &TableName,
-        op: WriteOp,
-        base: Base,
-        schema: SchemaRef,
+        (base, schema, partitioning): (Base, SchemaRef, PartitionSpecRef),
         location: &str,
         replaces: Vec<DataFile>,
     ) -> Result<TableWrite> {
         let data_dir = format!("{location}/data");
         let file_prefix = uuid::Uuid::new_v4().to_string();
         let recorded = journal::record(&self.root, name, &data_dir, &file_prefix)?;
-        let lanes = match Lanes::open(&self.file_io, &schema, &data_dir, &file_prefix).await {
+        let opened = Lanes::open(
+            &self.file_io,
+            &schema,
+            &partitioning,
+            &data_dir,
+            &file_prefix,
+        );
+        let lanes = match opened.await {
             Ok(lanes) => lanes,
             Err(err) => {
                 recorded.done();
@@ -191,9 +257,10 @@ impl IcebergEngine {
             conformer: Conformer::new(&schema)?,
             plan: WritePlan {
                 name: name.clone(),
-                op,
+                op: base.op(),
                 base,
                 schema,
+                partitioning,
                 replaces,
                 data_dir,
                 file_prefix,

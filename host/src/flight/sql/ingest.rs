@@ -65,6 +65,7 @@ pub fn ingest(command: CommandStatementIngest) -> Result<Ingest> {
             mode,
             target: Target::Iceberg,
             transforms: Vec::new(),
+            partition_by: None,
             expect_rows: None,
             expect_batches: None,
         },
