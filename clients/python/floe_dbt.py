@@ -19,7 +19,9 @@ unless `table` names another; `columns` (alias `selected_fields`), `filter` (ali
 
 Models (`materialized='external'`, `plugin='floe'`): the file dbt-duckdb wrote is streamed
 to the host batch by batch. Config: `mode` (`overwrite`, default, or `append`), `target`
-(`iceberg`, default, or `duckdb`), `table` (default `{schema}.{identifier}`), `transforms`.
+(`iceberg`, default, or `duckdb`), `table` (default `{schema}.{identifier}`), `transforms`,
+`partition_by` (a column or transform such as `"day(order_date)"`, or a list of them: the
+Iceberg table's partitioning; `[]` for none, absent to keep the table's).
 """
 from __future__ import annotations
 
@@ -129,6 +131,9 @@ class Plugin(BasePlugin):
         transforms = config.get("transforms")
         if transforms:
             command["transforms"] = check_transforms(transforms)
+        partition_by = config.get("partition_by")
+        if partition_by is not None:
+            command["partition_by"] = check_partition_by(partition_by, relation.identifier)
         location = target_config.location
         if location is None or location.format != "parquet":
             raise FloeError(f"floe: model {relation.identifier}: use format 'parquet' (the default) with plugin floe")
@@ -195,6 +200,16 @@ def choice(config, key: str, allowed: tuple) -> str:
     if value not in allowed:
         raise FloeError(f"floe: '{key}' must be one of {', '.join(allowed)}, not {value!r}")
     return value
+
+
+def check_partition_by(partition_by, model: str) -> list:
+    items = [partition_by] if isinstance(partition_by, str) else partition_by
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise FloeError(
+            f"floe: model {model}: 'partition_by' is a column or transform (\"day(ts)\", \"bucket(16, id)\") "
+            f"or a list of them, not {partition_by!r}"
+        )
+    return list(items)
 
 
 def check_transforms(transforms) -> list:

@@ -269,6 +269,24 @@ mod tests {
     }
 
     #[test]
+    fn resource_settings_hold_for_every_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let sql = crate::engines::duckdb::sql::resources(256 << 20, 1, dir.path());
+        let (_dir, db) = database(&sql);
+        let setting: String = db
+            .connect()
+            .unwrap()
+            .query_row(
+                "SELECT current_setting('parquet_metadata_cache')::VARCHAR || ' ' || \
+                 current_setting('threads')::VARCHAR",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(setting, "true 1");
+    }
+
+    #[test]
     fn the_prepared_schema_is_the_executed_one() {
         let (_dir, db) = database("");
         let sql = "SELECT 1::INTEGER AS i, 2::BIGINT AS b, 1.5::DECIMAL(18, 3) AS d, \

@@ -187,10 +187,12 @@ pub fn extension_settings(extension_dir: Option<&Path>) -> String {
 /// What DuckDB may use: set explicitly, since its defaults (80 % of RAM, every
 /// core, a temp directory beside the database) assume it owns the machine.
 /// Also Parquet footers are kept once read: an Iceberg data file never changes.
+/// GLOBAL, so that every connection has them (each request has its own; a plain
+/// `SET parquet_metadata_cache` holds for the setting's connection only).
 pub fn resources(memory_bytes: u64, threads: u64, temp_dir: &Path) -> String {
     format!(
-        "SET memory_limit = '{}MiB'; SET threads = {threads}; SET temp_directory = {}; \
-         SET parquet_metadata_cache = true;",
+        "SET GLOBAL memory_limit = '{}MiB'; SET GLOBAL threads = {threads}; \
+         SET GLOBAL temp_directory = {}; SET GLOBAL parquet_metadata_cache = true;",
         (memory_bytes >> 20).max(16),
         quote_literal(&temp_dir.display().to_string())
     )
