@@ -150,3 +150,13 @@ def test_bad_partition_by_names_the_item_and_writes_nothing(client, partition_by
     with pytest.raises(pa.ArrowInvalid, match=message):
         client.put({"table": "parts.bad", "partition_by": partition_by}, data.table(10))
     assert "parts.bad" not in [t["name"] for t in client.action("list_tables")]
+
+
+def test_a_failed_partitioned_upload_leaves_no_files(host, client):
+    client.put({"table": "parts.cut", "partition_by": ["day(ts)"]}, data.table(100))
+    table_dir = next((host.warehouse / "iceberg" / "parts").glob("cut-*"))
+    before = sorted(p.name for p in table_dir.rglob("*.parquet"))
+    with pytest.raises(pa.ArrowInvalid, match="announced 5000 rows"):
+        client.put({"table": "parts.cut", "expect_rows": 5000}, data.table(3000, start=100))
+    assert sorted(p.name for p in table_dir.rglob("*.parquet")) == before
+    assert client.rows("parts.cut") == 100

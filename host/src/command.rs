@@ -129,6 +129,19 @@ pub enum WriteMode {
     Create,
     /// Spark's name for `create`.
     ErrorIfExists,
+    /// The upload's rows replace the table's rows with the same `keys`; the others
+    /// are added (dbt's `merge`, `delete+insert`). Creates the table if missing.
+    Merge,
+    /// The table's rows matching `where` are replaced by the upload, whose rows
+    /// must all match it (dbt's `insert_overwrite`). Creates the table if missing.
+    ReplaceWhere,
+}
+
+impl WriteMode {
+    /// Whether the write replaces some of the table's rows (and keeps the rest).
+    pub fn rewrites(self) -> bool {
+        matches!(self, WriteMode::Merge | WriteMode::ReplaceWhere)
+    }
 }
 
 /// One step of a transform chain: a registered WASM plugin and its arguments.
@@ -156,6 +169,12 @@ pub struct PutCommand {
     /// transforms such as `"day(ts)"`, `"bucket(16, id)"`; `[]` for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_by: Option<Vec<String>>,
+    /// For `merge`: the columns that identify a row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<String>>,
+    /// For `replace_where`: the rows replaced, as one SQL boolean expression.
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub replace_where: Option<String>,
     /// How many rows the client means to send: a stream that ends with another
     /// count (a client that closed early) commits nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -316,6 +335,37 @@ impl PutCommand {
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
         let command: Self = from_value(json_object(bytes, "put command")?, "put command")?;
         check_length("transforms", command.transforms.len())?;
+        check_length("keys", command.keys.as_ref().map_or(0, Vec::len))?;
+        match (command.mode, &command.keys, &command.replace_where) {
+            (WriteMode::Merge, Some(keys), None) if !keys.is_empty() => {}
+            (WriteMode::Merge, _, Some(_)) => {
+                return Err(Error::invalid(
+                    "\"where\" goes with mode replace_where, not merge",
+                ));
+            }
+            (WriteMode::Merge, _, _) => {
+                return Err(Error::invalid(
+                    "mode merge needs \"keys\": the columns that identify a row, e.g. [\"id\"]",
+                ));
+            }
+            (WriteMode::ReplaceWhere, None, Some(_)) => {}
+            (WriteMode::ReplaceWhere, Some(_), _) => {
+                return Err(Error::invalid(
+                    "\"keys\" goes with mode merge, not replace_where",
+                ));
+            }
+            (WriteMode::ReplaceWhere, _, None) => {
+                return Err(Error::invalid(
+                    "mode replace_where needs \"where\": the SQL expression the replaced rows match",
+                ));
+            }
+            (_, Some(_), _) | (_, _, Some(_)) => {
+                return Err(Error::invalid(
+                    "\"keys\" and \"where\" go with modes merge and replace_where",
+                ));
+            }
+            _ => {}
+        }
         if command.expect_rows.is_some() && command.expect_batches.is_some() {
             return Err(Error::invalid(
                 "give either \"expect_rows\" or \"expect_batches\", not both",
@@ -332,6 +382,8 @@ impl PutCommand {
             target: Target::Iceberg,
             transforms: Vec::new(),
             partition_by: None,
+            keys: None,
+            replace_where: None,
             expect_rows: None,
             expect_batches: None,
         })

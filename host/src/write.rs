@@ -51,6 +51,8 @@ impl Core {
             mode: command.mode,
             target: command.target,
             partition_by: command.partition_by.as_deref(),
+            keys: command.keys.as_deref(),
+            replace_where: command.replace_where.as_deref(),
         };
         let handle = self
             .lakehouse

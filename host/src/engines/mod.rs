@@ -7,6 +7,7 @@ mod conform;
 pub mod duckdb;
 pub mod iceberg;
 mod plan;
+mod rewrite;
 mod write;
 
 use std::collections::{HashMap, HashSet};

@@ -8,11 +8,14 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use serde::Serialize;
 
+use floe_wire::expr::parse_filter;
+
 use super::Lakehouse;
 use super::duckdb::DuckWrite;
 use super::iceberg::TableWrite;
+use super::rewrite::Rewrite;
 use crate::command::{TableName, Target, WriteMode};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quote};
 
 /// A committed write.
 #[derive(Debug, Serialize)]
@@ -31,12 +34,42 @@ pub struct WriteOptions<'a> {
     pub target: Target,
     /// The table's partitioning; None keeps an existing table's.
     pub partition_by: Option<&'a [String]>,
+    /// For `merge`: the columns that identify a row.
+    pub keys: Option<&'a [String]>,
+    /// For `replace_where`: the expression the replaced rows match.
+    pub replace_where: Option<&'a str>,
+}
+
+impl WriteOptions<'_> {
+    /// The rows the write replaces, checked against the upload's columns.
+    fn rewrite(&self, schema: &SchemaRef) -> Result<Option<Rewrite>> {
+        if let Some(keys) = self.keys {
+            for key in keys {
+                if schema.field_with_name(key).is_err() {
+                    return Err(Error::invalid(format!(
+                        "key {} is not a column of the upload",
+                        quote(key)
+                    )));
+                }
+            }
+            return Ok(Some(Rewrite::Merge(keys.to_vec())));
+        }
+        self.replace_where
+            .map(|text| {
+                parse_filter(text)
+                    .map(Rewrite::ReplaceWhere)
+                    .map_err(|err| Error::invalid(format!("\"where\": {err}")))
+            })
+            .transpose()
+    }
 }
 
 pub struct WriteHandle {
     lakehouse: Arc<Lakehouse>,
     table: TableName,
     sink: Sink,
+    /// For merge and replace_where: the rows the upload replaces.
+    rewrite: Option<Rewrite>,
 }
 
 enum Sink {
@@ -54,6 +87,7 @@ impl Lakehouse {
         schema: SchemaRef,
     ) -> Result<WriteHandle> {
         let mode = how.mode;
+        let rewrite = how.rewrite(&schema)?;
         let sink = match how.target {
             Target::Iceberg => {
                 if self.duck.table_exists(table).await? {
@@ -66,9 +100,9 @@ impl Lakehouse {
                     .begin_write(table, mode, &schema, how.partition_by);
                 Sink::Iceberg(Box::new(write.await?))
             }
-            Target::Duckdb if how.partition_by.is_some() => {
+            Target::Duckdb if how.partition_by.is_some() || rewrite.is_some() => {
                 return Err(Error::invalid(
-                    "partition_by applies to Iceberg tables, not to target duckdb",
+                    "partition_by, merge and replace_where apply to Iceberg tables, not to target duckdb",
                 ));
             }
             Target::Duckdb => {
@@ -84,6 +118,7 @@ impl Lakehouse {
             lakehouse: self.clone(),
             table: table.clone(),
             sink,
+            rewrite,
         })
     }
 }
@@ -113,12 +148,16 @@ impl WriteHandle {
             lakehouse,
             table,
             sink,
+            rewrite,
         } = self;
         match sink {
             Sink::Iceberg(write) => {
                 // SQL readers see the new snapshot too: their views are re-pointed
                 // when they plan, not here on every commit.
-                let committed = lakehouse.iceberg.commit(*write).await?;
+                let committed = match &rewrite {
+                    Some(rewrite) => lakehouse.commit_rewrite(*write, rewrite).await?,
+                    None => lakehouse.iceberg.commit(*write).await?,
+                };
                 lakehouse.compact_when_due(&table, &committed);
                 Ok(Written {
                     table,

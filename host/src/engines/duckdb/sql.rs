@@ -96,6 +96,92 @@ impl std::fmt::Display for Query {
     }
 }
 
+/// Which of a table's rows a merge or replace_where replaces: those whose keys an
+/// upload row has, or those matching an expression (the parser's, rendered).
+#[derive(Debug, Clone, Copy)]
+pub enum Replaced<'a> {
+    Keys(&'a [String]),
+    Where(&'a Expr),
+}
+
+impl Replaced<'_> {
+    /// True for a row `t` of the table that the upload `s` replaces.
+    fn condition(&self, upload: &Source) -> String {
+        match self {
+            Replaced::Keys(keys) => {
+                let same = keys
+                    .iter()
+                    .map(|k| format!("s.{0} = t.{0}", quote_ident(k)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                format!("EXISTS (SELECT 1 FROM {} AS s WHERE {same})", upload.0)
+            }
+            Replaced::Where(expr) => format!("coalesce(({expr}), false)"),
+        }
+    }
+}
+
+impl Query {
+    /// One upload row that breaks the write's rule, as text (no rows: none does):
+    /// a key that is null or repeated (merge), a row outside `where` (replace_where).
+    pub fn upload_violation(upload: &Source, replaced: Replaced) -> Self {
+        let sql = match replaced {
+            Replaced::Keys(keys) => {
+                let columns = column_list(keys);
+                let fields = keys
+                    .iter()
+                    .map(|k| format!("{}: {}", quote_literal(k), quote_ident(k)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let any_null = keys
+                    .iter()
+                    .map(|k| format!("{} IS NULL", quote_ident(k)))
+                    .collect::<Vec<_>>()
+                    .join(" OR ");
+                format!(
+                    "SELECT CAST({{{fields}}} AS VARCHAR) AS row, count(*) AS n FROM {} \
+                     GROUP BY {columns} HAVING count(*) > 1 OR {any_null} LIMIT 1",
+                    upload.0
+                )
+            }
+            Replaced::Where(expr) => format!(
+                "SELECT CAST(s AS VARCHAR) AS row, 1 AS n FROM {} AS s \
+                 WHERE NOT coalesce(({expr}), false) LIMIT 1",
+                upload.0
+            ),
+        };
+        Self(sql, Origin::Host, Vec::new())
+    }
+
+    /// Which of `files` hold rows the upload replaces (one column, `file`).
+    pub fn replaced_files(files: &[String], upload: &Source, replaced: Replaced) -> Self {
+        let list: Vec<String> = files.iter().map(|f| quote_literal(f)).collect();
+        Self(
+            format!(
+                "SELECT DISTINCT floe_file AS file FROM read_parquet([{}], \
+                 hive_partitioning = false, filename = 'floe_file') AS t WHERE {}",
+                list.join(", "),
+                replaced.condition(upload)
+            ),
+            Origin::Host,
+            Vec::new(),
+        )
+    }
+
+    /// The rows of `files` the write keeps: those the upload does not replace.
+    pub fn kept_rows(files: &[String], upload: &Source, replaced: Replaced) -> Self {
+        Self(
+            format!(
+                "SELECT * FROM {} AS t WHERE NOT {}",
+                Source::read_parquet(files).0,
+                replaced.condition(upload)
+            ),
+            Origin::Host,
+            Vec::new(),
+        )
+    }
+}
+
 /// What a table read selects from: a table or view, or an Iceberg snapshot's data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source(String);

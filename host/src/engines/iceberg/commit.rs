@@ -73,7 +73,11 @@ impl IcebergEngine {
         outcome
     }
 
-    async fn commit_files(&self, write: &WritePlan, files: Vec<DataFile>) -> Result<Snapshot> {
+    pub(super) async fn commit_files(
+        &self,
+        write: &WritePlan,
+        files: Vec<DataFile>,
+    ) -> Result<Snapshot> {
         let ident = ident(&write.name)?;
         // Commits from this process take turns per table: racing on the swap, some of
         // many concurrent appenders would lose every retry. Other processes' commits
@@ -195,8 +199,16 @@ impl IcebergEngine {
         {
             return Err(changed());
         }
+        if let Some(expected) = &write.expect_location
+            && table.metadata_location() != expected
+        {
+            return Err(Error::Cancelled(format!(
+                "{}: another commit landed while rows were being replaced",
+                write.name
+            )));
+        }
         let previous = match (write.op, current.current_snapshot()) {
-            (WriteOp::Append | WriteOp::Replace, Some(snapshot)) => {
+            (WriteOp::Append | WriteOp::Replace | WriteOp::Rewrite, Some(snapshot)) => {
                 table.manifests(snapshot).await?
             }
             _ => Vec::new(),
@@ -277,7 +289,7 @@ impl IcebergEngine {
         let sequence_number = metadata.next_sequence_number();
         let parent = metadata.current_snapshot_id();
 
-        let replace = write.op == WriteOp::Replace;
+        let replace = matches!(write.op, WriteOp::Replace | WriteOp::Rewrite);
         let (mut manifests, merged) = mergeable(previous.unwrap_or_default(), metadata, replace);
         let replaced: HashSet<&str> = write.replaces.iter().map(|f| f.file_path()).collect();
         let mut dropped = 0;
@@ -407,7 +419,7 @@ fn unique_snapshot_id(metadata: &TableMetadata) -> i64 {
 }
 
 /// A total from a snapshot summary (0 when absent).
-fn total(summary: &Summary, key: &str) -> u64 {
+pub(super) fn total(summary: &Summary, key: &str) -> u64 {
     summary
         .additional_properties
         .get(key)
@@ -452,7 +464,7 @@ fn summary(
             set("total-files-size", added_size);
             Operation::Overwrite
         }
-        WriteOp::Replace => {
+        WriteOp::Replace | WriteOp::Rewrite => {
             let removed_records: u64 = replaced.iter().map(|f| f.record_count()).sum();
             let removed_size: u64 = replaced.iter().map(|f| f.file_size_in_bytes()).sum();
             set("deleted-data-files", replaced.len() as u64);
@@ -471,7 +483,10 @@ fn summary(
                 "total-files-size",
                 (prev("total-files-size") + added_size).saturating_sub(removed_size),
             );
-            Operation::Replace
+            match op {
+                WriteOp::Replace => Operation::Replace,
+                _ => Operation::Overwrite,
+            }
         }
     };
     set("total-delete-files", 0);

@@ -104,19 +104,24 @@ impl IcebergEngine {
     }
 }
 
-/// Delete the files in `data_dir` whose names start with `prefix`; how many.
+/// Delete the files under `data_dir` whose names start with `prefix`; how many.
 pub(super) async fn delete_prefixed(data_dir: &str, prefix: &str) -> usize {
-    let dir = local_path(data_dir).to_string();
-    let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
-        return 0;
-    };
+    // Partitioned tables keep their files in a directory per partition value.
+    let mut dirs = vec![std::path::PathBuf::from(local_path(data_dir))];
     let mut deleted = 0;
-    while let Ok(Some(entry)) = entries.next_entry().await {
-        if entry.file_name().to_string_lossy().starts_with(prefix) {
-            match tokio::fs::remove_file(entry.path()).await {
-                Ok(()) => deleted += 1,
-                Err(err) => {
-                    tracing::warn!(path = %entry.path().display(), %err, "could not delete an aborted data file")
+    while let Some(dir) = dirs.pop() {
+        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
+            continue;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            if entry.file_type().await.is_ok_and(|t| t.is_dir()) {
+                dirs.push(entry.path());
+            } else if entry.file_name().to_string_lossy().starts_with(prefix) {
+                match tokio::fs::remove_file(entry.path()).await {
+                    Ok(()) => deleted += 1,
+                    Err(err) => {
+                        tracing::warn!(path = %entry.path().display(), %err, "could not delete an aborted data file")
+                    }
                 }
             }
         }

@@ -11,6 +11,7 @@ mod journal;
 mod lanes;
 mod partition;
 mod prune;
+mod rewrite;
 pub mod schema;
 #[cfg(test)]
 mod tests;
@@ -33,7 +34,8 @@ pub use commit::Committed;
 pub use compact::{COMPACT_AT, COMPACT_ON_DEMAND_AT};
 pub use lanes::parquet_properties;
 pub use prune::{Condition, conditions};
-pub use write::{TableWrite, WriteOp};
+pub use rewrite::{RewriteBase, Staged, may_match};
+pub use write::{RowsWrite, TableWrite, WriteOp};
 
 use crate::command::TableName;
 use crate::error::{Context, Error, Result};

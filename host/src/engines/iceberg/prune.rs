@@ -108,6 +108,60 @@ impl Op {
     }
 }
 
+/// Conditions every row of `files` meets: each of `columns` (those bounds can
+/// decide) between its least lower and greatest upper bound over the files. A
+/// table file that cannot meet them holds none of those rows' values.
+pub fn covering(files: &[DataFile], schema: &Schema, columns: &[String]) -> Vec<Condition> {
+    let mut found = Vec::new();
+    for column in columns {
+        let Some(field) = schema
+            .as_struct()
+            .fields()
+            .iter()
+            .find(|f| &f.name == column)
+        else {
+            continue;
+        };
+        let bounds: Vec<FileBounds> = files.iter().map(FileBounds::of).collect();
+        let least = bounds
+            .iter()
+            .map(|b| b.lower.get(&field.id))
+            .collect::<Option<Vec<_>>>();
+        let most = bounds
+            .iter()
+            .map(|b| b.upper.get(&field.id))
+            .collect::<Option<Vec<_>>>();
+        if let Some(low) = extreme(least, Ordering::Less) {
+            found.push(Condition {
+                field: field.id,
+                op: Op::GtEq,
+                value: low.clone(),
+            });
+        }
+        if let Some(high) = extreme(most, Ordering::Greater) {
+            found.push(Condition {
+                field: field.id,
+                op: Op::LtEq,
+                value: high.clone(),
+            });
+        }
+    }
+    found
+}
+
+/// The least (`Less`) or greatest (`Greater`) of `values`; None if one is missing
+/// or they do not compare.
+fn extreme<'a>(values: Option<Vec<&'a Datum>>, pick: Ordering) -> Option<&'a Datum> {
+    let mut best: Option<&Datum> = None;
+    for value in values? {
+        best = match best {
+            Some(b) if value.partial_cmp(b)? != pick => Some(b),
+            _ => Some(value),
+        };
+    }
+    best
+}
+
 /// The conditions of `filter` that file bounds can decide (all must hold for a
 /// row to be kept); the rest of the filter is DuckDB's.
 pub fn conditions(filter: &Expr, schema: &Schema) -> Vec<Condition> {

@@ -26,6 +26,9 @@ pub enum WriteOp {
     Overwrite,
     /// The same rows in other files: the plan's `replaces` give way to the new files.
     Replace,
+    /// Some rows replaced (merge, replace_where): the plan's `replaces` give way to
+    /// the upload's files and to files of their rows that stay.
+    Rewrite,
 }
 
 /// The table a write goes into, as it was when the write began.
@@ -74,9 +77,7 @@ fn next_spec(
 
 pub struct TableWrite {
     pub(super) plan: WritePlan,
-    conformer: Conformer,
-    lanes: Lanes,
-    rows: u64,
+    out: RowsWrite,
 }
 
 /// What a write commits to, apart from the (non-`Sync`) Parquet writer itself.
@@ -90,11 +91,14 @@ pub(super) struct WritePlan {
     pub partitioning: PartitionSpecRef,
     /// For `Replace`: the data files the new ones stand in for.
     pub replaces: Vec<DataFile>,
-    data_dir: String,
+    pub data_dir: String,
     /// Every data file's name starts with it; the snapshot summary names it too.
     pub file_prefix: String,
     /// This write, recorded until it has committed or cleaned up.
     recorded: Recorded,
+    /// For a rewrite: the metadata its replaced files were chosen from. The commit
+    /// is refused (`Cancelled`) if the table has moved on since.
+    pub expect_location: Option<String>,
 }
 
 impl IcebergEngine {
@@ -130,15 +134,21 @@ impl IcebergEngine {
             new_spec: None,
             op,
         };
-        if mode == WriteMode::Append {
+        if mode == WriteMode::Append || mode.rewrites() {
+            // Merge and replace_where add files as an append does; which files they
+            // replace is decided once the upload is in (see `rewrite`).
+            let verb = match mode {
+                WriteMode::Append => "append to",
+                _ => "replace rows of",
+            };
             if let Some(diff) = schema_difference(&current, upload)? {
-                return Err(Error::invalid(format!("cannot append to {name}: {diff}")));
+                return Err(Error::invalid(format!("cannot {verb} {name}: {diff}")));
             }
             if let Some(items) = partition_by
                 && !same_spec(&current_spec, &partition_spec(items, &current)?)
             {
                 return Err(Error::invalid(format!(
-                    "cannot append to {name} with partition_by {items:?}: it is partitioned by {:?}; \
+                    "cannot {verb} {name} with partition_by {items:?}: it is partitioned by {:?}; \
                      overwrite it to change that",
                     describe(&current_spec, &current)
                 )));
@@ -239,22 +249,16 @@ impl IcebergEngine {
         let data_dir = format!("{location}/data");
         let file_prefix = uuid::Uuid::new_v4().to_string();
         let recorded = journal::record(&self.root, name, &data_dir, &file_prefix)?;
-        let opened = Lanes::open(
-            &self.file_io,
-            &schema,
-            &partitioning,
-            &data_dir,
-            &file_prefix,
-        );
-        let lanes = match opened.await {
-            Ok(lanes) => lanes,
+        let opened = self.rows_write(&schema, &partitioning, &data_dir, &file_prefix);
+        let out = match opened.await {
+            Ok(out) => out,
             Err(err) => {
                 recorded.done();
                 return Err(err);
             }
         };
         Ok(TableWrite {
-            conformer: Conformer::new(&schema)?,
+            out,
             plan: WritePlan {
                 name: name.clone(),
                 op: base.op(),
@@ -265,29 +269,62 @@ impl IcebergEngine {
                 data_dir,
                 file_prefix,
                 recorded,
+                expect_location: None,
             },
-            lanes,
+        })
+    }
+
+    /// Rows into new data files named `{file_prefix}…` under `data_dir`.
+    pub(super) async fn rows_write(
+        &self,
+        schema: &SchemaRef,
+        partitioning: &PartitionSpecRef,
+        data_dir: &str,
+        file_prefix: &str,
+    ) -> Result<RowsWrite> {
+        let lanes = Lanes::open(&self.file_io, schema, partitioning, data_dir, file_prefix);
+        Ok(RowsWrite {
+            conformer: Conformer::new(schema)?,
+            lanes: lanes.await?,
             rows: 0,
         })
     }
 }
 
-impl TableWrite {
+/// Batches shaped to the table's schema and encoded into data files.
+pub struct RowsWrite {
+    conformer: Conformer,
+    lanes: Lanes,
+    rows: u64,
+}
+
+impl RowsWrite {
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let batch = self.conformer.conform(batch)?;
         self.rows += batch.num_rows() as u64;
         self.lanes.write(batch).await
     }
 
+    /// Close the last data files: the rows written and every file.
+    pub(super) async fn close(self) -> (u64, Result<Vec<DataFile>>) {
+        (self.rows, self.lanes.close().await)
+    }
+}
+
+impl TableWrite {
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.out.write(batch).await
+    }
+
     /// Close the last data file: the plan and every file written, for the commit.
     pub(super) async fn finish(self) -> (WritePlan, u64, Result<Vec<DataFile>>) {
-        let files = self.lanes.close().await;
-        (self.plan, self.rows, files)
+        let (rows, files) = self.out.close().await;
+        (self.plan, rows, files)
     }
 
     /// Forget the write: delete every data file it produced.
     pub async fn abort(self) {
-        self.lanes.abort().await;
+        self.out.lanes.abort().await;
         self.plan.delete_files().await;
     }
 }

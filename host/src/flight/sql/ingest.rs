@@ -66,6 +66,8 @@ pub fn ingest(command: CommandStatementIngest) -> Result<Ingest> {
             target: Target::Iceberg,
             transforms: Vec::new(),
             partition_by: None,
+            keys: None,
+            replace_where: None,
             expect_rows: None,
             expect_batches: None,
         },
