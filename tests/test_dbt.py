@@ -22,7 +22,9 @@ import jaffle  # noqa: E402
 from certs import make_all, server_args  # noqa: E402
 from floe_client import HOST_BIN, Client, Host, free_port  # noqa: E402
 
-MODELS = ["stg_customers", "stg_orders", "customer_revenue", "payment_runs", "orders_first_load"]
+MODELS = ["stg_customers", "stg_orders", "customer_revenue", "payment_runs", "orders_first_load", "daily_revenue"]
+# What `dbt build` of the example project reports passing: models, data tests and hooks.
+BUILD_PASSES = "PASS=22"
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +54,15 @@ def completed_orders() -> pa.Table:
     )
 
 
+def revenue_by_day(completed: pa.Table) -> pa.Table:
+    sums = completed.group_by("order_date").aggregate([("order_id", "count"), ("amount_cents", "sum")])
+    return pa.table({"order_date": sums["order_date"], "orders": sums["order_id_count"],
+                     "revenue_cents": sums["amount_cents_sum"]}).sort_by("order_date")
+
+
 def test_dbt_build_passes_models_and_tests(built):
     out = built["build"].stdout
-    assert "ERROR=0" in out and "PASS=18" in out, out
+    assert "ERROR=0" in out and BUILD_PASSES in out, out
     tables = {t["name"]: t for t in built["client"].action("list_tables")}
     for model in MODELS:
         assert tables[f"main.{model}"]["target"] == "iceberg"
@@ -86,6 +94,11 @@ def test_models_hold_the_expected_rows(built):
     expected = {r["method"]: (r["payment_id_count"], r["amount_cents_sum"]) for r in expected.to_pylist()}
     assert {r["method"]: (r["payments"], r["amount_cents"]) for r in runs.to_pylist()} == expected
 
+    daily = read(client, "main.daily_revenue", "order_date")
+    assert daily.equals(revenue_by_day(completed_orders()).cast(daily.schema))
+    tables = {t["name"]: t for t in client.action("list_tables")}
+    assert tables["main.daily_revenue"]["partition_by"] == ["day(order_date)"]
+
     first_load = read(client, "main.orders_first_load", "order_id")
     assert first_load.num_rows == jaffle.FIRST_ORDERS
     assert first_load["order_id"].to_pylist() == list(range(1, jaffle.FIRST_ORDERS + 1))
@@ -95,7 +108,7 @@ def test_pyiceberg_reads_the_same_models(built):
     warehouse = built["host"].warehouse
     catalog = SqlCatalog("floe", uri=f"sqlite:///{warehouse}/catalog.db", warehouse=f"file://{warehouse}")
     keys = {"stg_customers": "customer_id", "stg_orders": "order_id", "customer_revenue": "customer_id",
-            "payment_runs": "method", "orders_first_load": "order_id"}
+            "payment_runs": "method", "orders_first_load": "order_id", "daily_revenue": "order_date"}
     for model, key in keys.items():
         via_iceberg = catalog.load_table(f"main.{model}").scan().to_arrow().sort_by(key)
         via_flight = read(built["client"], f"main.{model}", key)
@@ -134,6 +147,34 @@ def test_running_twice_overwrites_once_and_appends_once(built):
     assert runs.num_rows == 8 and len(set(runs["run_id"].to_pylist())) == 2
 
 
+def test_incremental_runs_equal_a_full_rebuild_and_a_retry_changes_nothing(tmp_path):
+    with Host(tmp_path / "warehouse") as host:
+        client = Client(host.location)
+        dbt_vars = jaffle.load_demo(client)
+        jaffle.register_plugins(host.warehouse)
+        jaffle.dbt("run", host.port, tmp_path / "dbt", dbt_vars)
+        daily_files = len(client.action("list_snapshots", {"table": "main.daily_revenue"}))
+        dbt_vars |= jaffle.load_new_orders(client)
+        jaffle.dbt("run", host.port, tmp_path / "dbt", dbt_vars)
+        new = demo_data.orders(jaffle.FIRST_ORDERS + jaffle.MORE_ORDERS, jaffle.NEW_ORDERS, days=jaffle.NEW_DAYS)
+        completed = pa.concat_tables([completed_orders(), new.filter(pc.equal(new["status"], "completed")).select(
+            ["order_id", "customer_id", "order_date", "amount_cents"])])
+        # The same tables a full rebuild over all the orders gives.
+        stg_orders = read(client, "main.stg_orders", "order_id")
+        assert stg_orders.equals(completed.sort_by("order_id"))
+        daily = read(client, "main.daily_revenue", "order_date")
+        assert daily.equals(revenue_by_day(completed).cast(daily.schema))
+        # Each took in only what changed: the new orders merged, the new days added.
+        for model, added in [("stg_orders", "completed new orders"), ("daily_revenue", "new days")]:
+            last = client.action("list_snapshots", {"table": f"main.{model}"})[-1]
+            assert last["operation"] == "overwrite" and last["summary"]["deleted-data-files"] == "0", (model, last)
+        assert len(client.action("list_snapshots", {"table": "main.daily_revenue"})) == daily_files + 1
+        # A retried run: nothing changes.
+        jaffle.dbt("run", host.port, tmp_path / "dbt", dbt_vars)
+        assert read(client, "main.stg_orders", "order_id").equals(stg_orders)
+        assert read(client, "main.daily_revenue", "order_date").equals(daily)
+
+
 def test_a_host_that_is_down_fails_dbt_fast_with_its_address(tmp_path):
     port = free_port()
     started = time.monotonic()
@@ -154,7 +195,7 @@ def test_plugin_errors_name_the_problem(built):
     bad = SourceConfig(name="raw", identifier="orders", schema="raw", database=None, meta={"limit": "ten"}, tags=[])
     with pytest.raises(floe_dbt.FloeError, match="'limit' must be an integer"):
         plugin.load(bad)
-    with pytest.raises(floe_dbt.FloeError, match="'mode' must be one of overwrite, append, not 'upsert'"):
+    with pytest.raises(floe_dbt.FloeError, match="'mode' must be one of overwrite, append, merge, replace_where, not 'upsert'"):
         floe_dbt.choice({"mode": "upsert"}, "mode", floe_dbt.MODES)
     with pytest.raises(floe_dbt.FloeError, match="unknown config key"):
         floe_dbt.Plugin("floe", {"hots": "x"})
@@ -173,7 +214,7 @@ def test_a_fresh_virtualenv_with_only_the_package_builds_the_project(tmp_path):
         dbt_vars = jaffle.load_demo(Client(host.location))
         jaffle.register_plugins(host.warehouse)
         result = jaffle.dbt("build", host.port, tmp_path / "dbt", dbt_vars, python=venv / "bin" / "python")
-        assert "ERROR=0" in result.stdout and "PASS=18" in result.stdout, result.stdout
+        assert "ERROR=0" in result.stdout and BUILD_PASSES in result.stdout, result.stdout
         assert Client(host.location).rows("main.customer_revenue") == demo_data.customers().num_rows
 
 
@@ -190,7 +231,7 @@ def test_dbt_runs_against_a_host_with_tls_and_a_service_token(tmp_path):
         jaffle.register_plugins(host.warehouse)
         env = {"FLOE_URI": location, "FLOE_TOKEN": token, "FLOE_TLS_ROOT_CERTS": str(certs / "ca.crt")}
         result = jaffle.dbt("build", host.port, tmp_path / "dbt", dbt_vars, env=env)
-        assert "ERROR=0" in result.stdout and "PASS=18" in result.stdout, result.stdout
+        assert "ERROR=0" in result.stdout and BUILD_PASSES in result.stdout, result.stdout
         assert "floe: customer_revenue -> main.customer_revenue:" in result.stdout and "snapshot" in result.stdout
         assert client.rows("main.customer_revenue") == demo_data.customers().num_rows
         wrong = jaffle.dbt("run", host.port, tmp_path / "dbt-wrong", dbt_vars, "--select", "stg_orders",

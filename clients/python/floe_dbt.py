@@ -16,12 +16,17 @@ Config: `uri` (`grpc://host:port` or `grpc+tls://host:port`; else `host` and `po
 Sources (`meta` or `config`, with `plugin: floe`): the host table is `{schema}.{identifier}`
 unless `table` names another; `columns` (alias `selected_fields`), `filter` (alias
 `row_filter`), `snapshot_id`, `as_of`, `limit` and `transforms` go into the read.
+`if_missing: empty` reads a table that does not exist yet as no rows of `columns` (a
+model's own table before its first run, e.g. for an incremental watermark).
 
 Models (`materialized='external'`, `plugin='floe'`): the file dbt-duckdb wrote is streamed
-to the host batch by batch. Config: `mode` (`overwrite`, default, or `append`), `target`
-(`iceberg`, default, or `duckdb`), `table` (default `{schema}.{identifier}`), `transforms`,
-`partition_by` (a column or transform such as `"day(order_date)"`, or a list of them: the
-Iceberg table's partitioning; `[]` for none, absent to keep the table's).
+to the host batch by batch. Config: `mode` (`overwrite`, default, `append`, `merge` or
+`replace_where`), `target` (`iceberg`, default, or `duckdb`), `table` (default
+`{schema}.{identifier}`), `transforms`, `partition_by` (a column or transform such as
+`"day(order_date)"`, or a list of them: the Iceberg table's partitioning; `[]` for none,
+absent to keep the table's). `merge` replaces the table's rows whose `unique_key` (a
+column or a list) the model's rows have and adds the others; `replace_where` replaces the
+rows matching `where` (a SQL expression every row of the model must match).
 """
 from __future__ import annotations
 
@@ -38,7 +43,7 @@ from dbt.adapters.events.logging import AdapterLogger
 logger = AdapterLogger("floe")
 
 CONFIG_KEYS = {"host", "port", "uri", "user", "password", "token", "tls_root_certs", "timeout"}
-MODES = ("overwrite", "append")
+MODES = ("overwrite", "append", "merge", "replace_where")
 TARGETS = ("iceberg", "duckdb")
 
 
@@ -113,9 +118,16 @@ class Plugin(BasePlugin):
         """A source as a streaming RecordBatchReader, never a materialized table."""
         command = read_command(source_config)
         what = f"source {source_config.name}.{source_config.identifier} (host table {command['table']})"
+        if_missing = source_config.get("if_missing")
+        if if_missing not in (None, "", "error", "empty"):
+            raise FloeError(f"floe: {what}: 'if_missing' is error (the default) or empty, not {if_missing!r}")
         try:
             info = self.client().get_flight_info(descriptor(command), self.unary)
             return self.client().do_get(info.endpoints[0].ticket, self.streams).to_reader()
+        except KeyError as err:  # pyarrow's NotFound
+            if if_missing == "empty":
+                return missing_as_empty(command, what)
+            raise FloeError(f"floe: {what}: {server_message(err)}") from None
         except (pa.ArrowException, flight.FlightError) as err:
             raise FloeError(f"floe: {what}: {server_message(err)}") from None
 
@@ -134,16 +146,25 @@ class Plugin(BasePlugin):
         partition_by = config.get("partition_by")
         if partition_by is not None:
             command["partition_by"] = check_partition_by(partition_by, relation.identifier)
+        if mode == "merge":
+            command["keys"] = check_unique_key(config.get("unique_key"), relation.identifier)
+        if mode == "replace_where":
+            where = config.get("where")
+            if not isinstance(where, str) or not where.strip():
+                raise FloeError(f"floe: model {relation.identifier}: mode replace_where needs 'where', "
+                                "the SQL expression the replaced rows match")
+            command["where"] = where
         location = target_config.location
         if location is None or location.format != "parquet":
             raise FloeError(f"floe: model {relation.identifier}: use format 'parquet' (the default) with plugin floe")
         source = pq.ParquetFile(location.path)
+        empty = model_was_empty(source)
         # The host commits only if exactly this many rows arrive: an upload cut
         # short (a client stopped mid-way) commits nothing.
-        command["expect_rows"] = source.metadata.num_rows
+        command["expect_rows"] = 0 if empty else source.metadata.num_rows
         try:
             writer, reader = self.client().do_put(descriptor(command), source.schema_arrow, self.streams)
-            for batch in source.iter_batches(batch_size=65_536):
+            for batch in [] if empty else source.iter_batches(batch_size=65_536):
                 writer.write_batch(batch)
             writer.done_writing()
             result = reader.read()
@@ -156,6 +177,23 @@ class Plugin(BasePlugin):
             f"{mode}, snapshot {written.get('snapshot_id')}"
         )
         return written
+
+
+def missing_as_empty(command: dict, what: str) -> pa.Table:
+    """No rows of the source's `columns` (typed NULL: they hold nothing to type)."""
+    if "columns" not in command:
+        raise FloeError(f"floe: {what}: 'if_missing: empty' needs 'columns', the columns to read as empty")
+    logger.info(f"floe: {what} does not exist yet: read as empty")
+    return pa.table({c: pa.array([], pa.null()) for c in command["columns"]})
+
+
+def model_was_empty(source: pq.ParquetFile) -> bool:
+    """dbt-duckdb writes an empty model as one row of NULLs (to keep its columns) and
+    hides that row from its own view; so does floe: such a file uploads no rows."""
+    if source.metadata.num_rows != 1:
+        return False
+    row = source.read()
+    return all(column.null_count == 1 for column in row.columns)
 
 
 def descriptor(command: dict) -> flight.FlightDescriptor:
@@ -200,6 +238,14 @@ def choice(config, key: str, allowed: tuple) -> str:
     if value not in allowed:
         raise FloeError(f"floe: '{key}' must be one of {', '.join(allowed)}, not {value!r}")
     return value
+
+
+def check_unique_key(unique_key, model: str) -> list:
+    keys = [unique_key] if isinstance(unique_key, str) else unique_key
+    if not keys or not isinstance(keys, (list, tuple)) or not all(isinstance(k, str) and k for k in keys):
+        raise FloeError(f"floe: model {model}: mode merge needs 'unique_key', a column or a list of them, "
+                        f"not {unique_key!r}")
+    return list(keys)
 
 
 def check_partition_by(partition_by, model: str) -> list:

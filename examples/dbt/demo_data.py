@@ -21,14 +21,15 @@ def customers(n: int = 20_000) -> pa.Table:
     })
 
 
-def orders(start: int, n: int, customers: int = 20_000) -> pa.Table:
-    """Orders start+1 .. start+n (loaded in more than one upload, to make snapshots)."""
+def orders(start: int, n: int, customers: int = 20_000, days: tuple[int, int] = (19_000, 20_000)) -> pa.Table:
+    """Orders start+1 .. start+n (loaded in more than one upload, to make snapshots),
+    dated in `days` (days since 1970-01-01, end excluded)."""
     rng = np.random.default_rng(1000 + start)
     ids = np.arange(start + 1, start + n + 1, dtype=np.int64)
     return pa.table({
         "order_id": ids,
         "customer_id": rng.integers(1, customers + 1, n).astype(np.int64),
-        "order_date": pa.array(rng.integers(19_000, 20_000, n).astype(np.int32)).cast(pa.date32()),
+        "order_date": pa.array(rng.integers(*days, n).astype(np.int32)).cast(pa.date32()),
         "status": np.array(STATUSES, dtype=object)[ids % len(STATUSES)],
         "amount_cents": rng.integers(500, 50_000, n).astype(np.int64),
     })

@@ -2,6 +2,7 @@
 into a floe host over Flight, register the example WASM plugins, run dbt."""
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -15,7 +16,9 @@ import demo_data  # noqa: E402
 from floe_client import HOST_BIN, TARGET_DIR, Client  # noqa: E402
 
 GUESTS = TARGET_DIR / "wasm32-wasip2" / "release"
-FIRST_ORDERS, MORE_ORDERS = 120_000, 30_000
+FIRST_ORDERS, MORE_ORDERS, NEW_ORDERS = 120_000, 30_000, 5_000
+# New orders arrive dated in the 10 days after the demo's: daily_revenue replaces those days.
+NEW_DAYS = (20_000, 20_010)
 
 
 def load_demo(client: Client) -> dict:
@@ -25,6 +28,14 @@ def load_demo(client: Client) -> dict:
     client.put({"table": "raw.orders", "mode": "append"}, demo_data.orders(FIRST_ORDERS, MORE_ORDERS))
     client.put({"table": "raw.payments", "mode": "overwrite"}, demo_data.payments(FIRST_ORDERS + MORE_ORDERS))
     return {"orders_first_snapshot": first["snapshot_id"]}
+
+
+def load_new_orders(client: Client) -> dict:
+    """Orders that arrive after a first dbt run; the vars for the next run."""
+    client.put({"table": "raw.orders", "mode": "append"},
+               demo_data.orders(FIRST_ORDERS + MORE_ORDERS, NEW_ORDERS, days=NEW_DAYS))
+    first_new_day = datetime.date(1970, 1, 1) + datetime.timedelta(days=NEW_DAYS[0])
+    return {"revenue_since": first_new_day.isoformat()}
 
 
 def register_plugins(warehouse: Path, names=("select", "filter", "mask")) -> None:

@@ -3,8 +3,10 @@
 //! table has `COMPACT_AT` small files, they are rewritten as a few large ones in one
 //! `replace` snapshot: the same rows, and earlier snapshots keep their own files.
 
+use std::collections::HashMap;
+
 use futures::TryStreamExt;
-use iceberg::spec::{DataContentType, DataFile, ManifestContentType};
+use iceberg::spec::{DataContentType, DataFile, ManifestContentType, Struct};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 
 use super::{Committed, IcebergEngine, LoadedTable, local_path};
@@ -82,6 +84,12 @@ pub(super) async fn small_files(table: &LoadedTable) -> Result<Vec<DataFile>> {
                 .cloned(),
         );
     }
+    // Files are rewritten per partition: a partition's only small file gains nothing.
+    let mut per_partition: HashMap<Struct, usize> = HashMap::new();
+    for file in &small {
+        *per_partition.entry(file.partition().clone()).or_default() += 1;
+    }
+    small.retain(|f| per_partition[f.partition()] > 1);
     Ok(small)
 }
 
