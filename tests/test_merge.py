@@ -161,3 +161,14 @@ def test_bad_rewrites_name_the_problem_and_change_nothing(client, command, rows,
     with pytest.raises(pa.ArrowInvalid, match=message):
         client.put({"table": "m.guarded", **command}, rows or data.table(20))
     assert snapshots(client, "m.guarded") == before
+
+
+def test_a_merge_cut_short_commits_nothing_and_leaves_no_files(host, client):
+    client.put({"table": "m.cut", "mode": "overwrite", "partition_by": ["bucket(4, id)"]}, data.table(200))
+    before = snapshots(client, "m.cut")
+    table_dir = next((host.warehouse / "iceberg" / "m").glob("cut-*"))
+    files = sorted(p.name for p in table_dir.rglob("*.parquet"))
+    with pytest.raises(pa.ArrowInvalid, match="announced 500 rows"):
+        client.put({"table": "m.cut", "mode": "merge", "keys": ["id"], "expect_rows": 500}, data.table(300, seed=3))
+    assert snapshots(client, "m.cut") == before
+    assert sorted(p.name for p in table_dir.rglob("*.parquet")) == files
