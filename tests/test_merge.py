@@ -9,27 +9,9 @@ import threading
 import duckdb
 import pyarrow as pa
 import pytest
-from pyiceberg.catalog.sql import SqlCatalog
 
 import data
-from floe_client import Client, Host
-
-
-@pytest.fixture(scope="module")
-def host(tmp_path_factory):
-    warehouse = tmp_path_factory.mktemp("merge") / "warehouse"
-    with Host(warehouse) as h:
-        h.warehouse = warehouse
-        yield h
-
-
-@pytest.fixture(scope="module")
-def client(host):
-    return Client(host.location)
-
-
-def catalog(host) -> SqlCatalog:
-    return SqlCatalog("floe", uri=f"sqlite:///{host.warehouse}/catalog.db", warehouse=f"file://{host.warehouse}/iceberg")
+from iceberg_catalog import catalog
 
 
 def snapshots(client, table):
@@ -59,7 +41,7 @@ def test_merge_updates_and_inserts_in_one_snapshot(host, client):
     assert got.equals(want.cast(got.schema))
     after = snapshots(client, "m.orders")
     assert len(after) == len(before) + 1
-    summary = catalog(host).load_table("m.orders").current_snapshot().summary
+    summary = catalog(host.warehouse).load_table("m.orders").current_snapshot().summary
     assert summary.operation.value == "overwrite"
     # Only the file holding ids 750..999 was rewritten: it goes, its 200 other rows
     # come back in a new file beside the upload's.
@@ -95,7 +77,7 @@ def test_merge_and_replace_where_rewrite_one_partition(host, client):
     # Rows of day 5 (ids 50..59) updated: only that day's file is rewritten.
     changed = day_rows(30, 10, 2.0).slice(50, 10)
     client.put({"table": "m.days", "mode": "merge", "keys": ["id"]}, changed)
-    summary = catalog(host).load_table("m.days").current_snapshot().summary
+    summary = catalog(host.warehouse).load_table("m.days").current_snapshot().summary
     assert (summary["deleted-data-files"], summary["added-data-files"]) == ("1", "1")
     got = client.read({"table": "m.days", "filter": "v = 2.0"}).column("id").to_pylist()
     assert sorted(got) == list(range(50, 60))
@@ -105,7 +87,7 @@ def test_merge_and_replace_where_rewrite_one_partition(host, client):
                     "ts": pa.array([dt.datetime(2026, 11, 13, 5, tzinfo=dt.timezone.utc)] * 3, pa.timestamp("us", tz="UTC")),
                     "v": [3.0, 3.0, 3.0]})
     client.put({"table": "m.days", "mode": "replace_where", "where": day}, new)
-    summary = catalog(host).load_table("m.days").current_snapshot().summary
+    summary = catalog(host.warehouse).load_table("m.days").current_snapshot().summary
     assert (summary["deleted-data-files"], summary["deleted-records"], summary["added-data-files"]) == ("1", "10", "1")
     assert client.read({"table": "m.days", "filter": day}).column("id").to_pylist() == [1000, 1001, 1002]
     assert client.rows("m.days") == 300 - 10 + 3

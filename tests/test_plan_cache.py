@@ -8,11 +8,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.types import StringType
 
 import data
 from floe_client import Client, Host, free_port
+from iceberg_catalog import catalog
 from test_ops import scrape
 
 
@@ -23,10 +23,6 @@ def sorted_by_id(table: pa.Table) -> pa.Table:
 @pytest.fixture
 def warehouse(tmp_path):
     return tmp_path / "warehouse"
-
-
-def catalog(warehouse) -> SqlCatalog:
-    return SqlCatalog("floe", uri=f"sqlite:///{warehouse}/catalog.db", warehouse=f"file://{warehouse}/iceberg")
 
 
 def test_reads_see_other_engines_commits_at_once(warehouse):
