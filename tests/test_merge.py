@@ -154,3 +154,9 @@ def test_a_merge_cut_short_commits_nothing_and_leaves_no_files(host, client):
         client.put({"table": "m.cut", "mode": "merge", "keys": ["id"], "expect_rows": 500}, data.table(300, seed=3))
     assert snapshots(client, "m.cut") == before
     assert sorted(p.name for p in table_dir.rglob("*.parquet")) == files
+
+
+def test_replace_where_with_no_rows_deletes_the_matching_rows(client):
+    client.put({"table": "m.prune", "mode": "overwrite"}, data.table(100))
+    client.put({"table": "m.prune", "mode": "replace_where", "where": "id >= 90"}, data.table(0))
+    assert sorted(client.read({"table": "m.prune"}).column("id").to_pylist()) == list(range(90))

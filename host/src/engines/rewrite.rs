@@ -4,6 +4,8 @@
 //! replaced rows (among those whose column bounds allow them) and reads the rows
 //! of theirs that stay.
 
+use std::collections::HashSet;
+
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
@@ -28,10 +30,12 @@ pub enum Rewrite {
 }
 
 impl Rewrite {
-    fn replaced(&self) -> Replaced<'_> {
-        match self {
-            Rewrite::Merge(keys) => Replaced::Keys(keys),
-            Rewrite::ReplaceWhere(expr) => Replaced::Where(expr),
+    /// The table's rows this write replaces, given its upload (None: no rows).
+    fn replaced<'a>(&'a self, upload: Option<&'a Source>) -> Option<Replaced<'a>> {
+        match (self, upload) {
+            (Rewrite::Merge(keys), Some(upload)) => Some(Replaced::Keys(keys, upload)),
+            (Rewrite::Merge(_), None) => None,
+            (Rewrite::ReplaceWhere(expr), _) => Some(Replaced::Where(expr)),
         }
     }
 }
@@ -55,14 +59,15 @@ impl Lakehouse {
     async fn rewrite(&self, staged: &mut Staged, rewrite: &Rewrite) -> Result<Committed> {
         let upload = staged.paths();
         let upload = (!upload.is_empty()).then(|| Source::read_parquet(&upload));
-        if let Some(upload) = &upload {
-            self.check_upload(upload, rewrite).await?;
+        let replaced_rows = rewrite.replaced(upload.as_ref());
+        if let (Some(upload), Some(rows)) = (&upload, replaced_rows) {
+            self.check_upload(upload, rows).await?;
         }
         let mut attempt = 1;
         loop {
             let base = self.iceberg.rewrite_base(staged).await?;
-            let (replaced, kept) = match &upload {
-                Some(upload) if !base.files.is_empty() => {
+            let (replaced, kept) = match replaced_rows {
+                Some(rows) if !base.files.is_empty() => {
                     let conditions = match rewrite {
                         Rewrite::Merge(keys) => staged.key_conditions(keys),
                         Rewrite::ReplaceWhere(expr) => conditions(expr, staged.schema()),
@@ -73,14 +78,16 @@ impl Lakehouse {
                         .filter(|f| may_match(f, &conditions))
                         .map(|f| local(f.file_path()))
                         .collect();
-                    let hit = self.replaced_files(&candidates, upload, rewrite).await?;
+                    let hit = self.replaced_files(&candidates, rows).await?;
                     let replaced: Vec<_> = base
                         .files
                         .iter()
                         .filter(|f| hit.contains(&local(f.file_path())))
                         .cloned()
                         .collect();
-                    let kept = self.write_kept(staged, &hit, upload, rewrite).await?;
+                    let paths: Vec<String> =
+                        replaced.iter().map(|f| local(f.file_path())).collect();
+                    let kept = self.write_kept(staged, &paths, rows).await?;
                     (replaced, kept)
                 }
                 _ => (Vec::new(), Vec::new()),
@@ -101,34 +108,33 @@ impl Lakehouse {
 
     /// Refuse an upload with a null or repeated key (merge) or a row outside the
     /// expression (replace_where), naming it.
-    async fn check_upload(&self, upload: &Source, rewrite: &Rewrite) -> Result<()> {
-        let query = Query::upload_violation(upload, rewrite.replaced());
+    async fn check_upload(&self, upload: &Source, rows: Replaced<'_>) -> Result<()> {
+        let query = Query::upload_violation(upload, rows);
         let Some(row) = self.strings(query).await?.into_iter().next() else {
             return Ok(());
         };
-        Err(Error::invalid(match rewrite {
-            Rewrite::Merge(keys) => format!(
+        Err(Error::invalid(match rows {
+            Replaced::Keys(keys, _) => format!(
                 "the upload's keys {keys:?} must be unique and not null; {} is not",
                 clip(&row)
             ),
-            Rewrite::ReplaceWhere(expr) => format!(
+            Replaced::Where(expr) => format!(
                 "every uploaded row must match \"where\" ({expr}); {} does not",
                 clip(&row)
             ),
         }))
     }
 
-    /// Which of `files` hold rows the upload replaces (local paths).
+    /// Which of `files` hold replaced rows (local paths).
     async fn replaced_files(
         &self,
         files: &[String],
-        upload: &Source,
-        rewrite: &Rewrite,
-    ) -> Result<Vec<String>> {
+        rows: Replaced<'_>,
+    ) -> Result<HashSet<String>> {
         if files.is_empty() {
-            return Ok(Vec::new());
+            return Ok(HashSet::new());
         }
-        let query = Query::replaced_files(files, upload, rewrite.replaced());
+        let query = Query::replaced_files(files, rows);
         Ok(self
             .strings(query)
             .await?
@@ -142,14 +148,13 @@ impl Lakehouse {
         &self,
         staged: &mut Staged,
         files: &[String],
-        upload: &Source,
-        rewrite: &Rewrite,
+        rows: Replaced<'_>,
     ) -> Result<Vec<iceberg::spec::DataFile>> {
         if files.is_empty() {
             return Ok(Vec::new());
         }
         let mut kept = self.iceberg.kept_rows_write(staged).await?;
-        let query = Query::kept_rows(files, upload, rewrite.replaced());
+        let query = Query::kept_rows(files, rows);
         let mut rows = self.run(query).await?.into_stream();
         let mut written = Ok(());
         while let Some(batch) = rows.next().await {

@@ -96,19 +96,19 @@ impl std::fmt::Display for Query {
     }
 }
 
-/// Which of a table's rows a merge or replace_where replaces: those whose keys an
-/// upload row has, or those matching an expression (the parser's, rendered).
+/// Which of a table's rows a merge or replace_where replaces: those whose keys a
+/// row of the upload has, or those matching an expression (the parser's, rendered).
 #[derive(Debug, Clone, Copy)]
 pub enum Replaced<'a> {
-    Keys(&'a [String]),
+    Keys(&'a [String], &'a Source),
     Where(&'a Expr),
 }
 
 impl Replaced<'_> {
-    /// True for a row `t` of the table that the upload `s` replaces.
-    fn condition(&self, upload: &Source) -> String {
+    /// True for a row `t` of the table that is replaced.
+    fn condition(&self) -> String {
         match self {
-            Replaced::Keys(keys) => {
+            Replaced::Keys(keys, upload) => {
                 let same = keys
                     .iter()
                     .map(|k| format!("s.{0} = t.{0}", quote_ident(k)))
@@ -126,7 +126,7 @@ impl Query {
     /// a key that is null or repeated (merge), a row outside `where` (replace_where).
     pub fn upload_violation(upload: &Source, replaced: Replaced) -> Self {
         let sql = match replaced {
-            Replaced::Keys(keys) => {
+            Replaced::Keys(keys, _) => {
                 let columns = column_list(keys);
                 let fields = keys
                     .iter()
@@ -153,28 +153,28 @@ impl Query {
         Self(sql, Origin::Host, Vec::new())
     }
 
-    /// Which of `files` hold rows the upload replaces (one column, `file`).
-    pub fn replaced_files(files: &[String], upload: &Source, replaced: Replaced) -> Self {
+    /// Which of `files` hold replaced rows (one column, `file`).
+    pub fn replaced_files(files: &[String], replaced: Replaced) -> Self {
         let list: Vec<String> = files.iter().map(|f| quote_literal(f)).collect();
         Self(
             format!(
                 "SELECT DISTINCT floe_file AS file FROM read_parquet([{}], \
                  hive_partitioning = false, filename = 'floe_file') AS t WHERE {}",
                 list.join(", "),
-                replaced.condition(upload)
+                replaced.condition()
             ),
             Origin::Host,
             Vec::new(),
         )
     }
 
-    /// The rows of `files` the write keeps: those the upload does not replace.
-    pub fn kept_rows(files: &[String], upload: &Source, replaced: Replaced) -> Self {
+    /// The rows of `files` the write keeps: those not replaced.
+    pub fn kept_rows(files: &[String], replaced: Replaced) -> Self {
         Self(
             format!(
                 "SELECT * FROM {} AS t WHERE NOT {}",
                 Source::read_parquet(files).0,
-                replaced.condition(upload)
+                replaced.condition()
             ),
             Origin::Host,
             Vec::new(),
