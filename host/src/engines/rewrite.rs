@@ -155,9 +155,9 @@ impl Lakehouse {
         }
         let mut kept = self.iceberg.kept_rows_write(staged).await?;
         let query = Query::kept_rows(files, rows);
-        let mut rows = self.run(query).await?.into_stream();
+        let mut batches = self.run(query).await?.into_stream();
         let mut written = Ok(());
-        while let Some(batch) = rows.next().await {
+        while let Some(batch) = batches.next().await {
             written = match batch {
                 Ok(batch) => kept.write(&batch).await,
                 Err(err) => Err(err),
