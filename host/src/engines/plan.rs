@@ -26,6 +26,7 @@ pub struct ReadPlan {
     pub shape: Option<Query>,
 }
 
+/// A table read's key among the kept plans: its JSON, as its ticket carries it.
 fn json(read: &TableRead) -> String {
     serde_json::to_string(read).expect("commands serialize")
 }
