@@ -7,13 +7,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use iceberg::spec::{DataContentType, ManifestContentType, SnapshotRef};
+use iceberg::spec::SnapshotRef;
 use iceberg::table::Table;
 
 use super::prune::{Condition, FileBounds};
 use super::{LoadedTable, local_path};
 use crate::command::TableName;
-use crate::error::{Context, Result};
+use crate::error::Result;
 use crate::metrics::{count, metrics};
 
 /// Snapshots whose files are kept per table: the current one and a few before it.
@@ -69,38 +69,22 @@ impl SnapshotFiles {
 
     /// Read the snapshot's manifests (the cache's miss path).
     pub async fn load(table: &LoadedTable, snapshot: &SnapshotRef) -> Result<Self> {
-        let metadata = table.metadata();
-        let file_io = table.table.file_io();
-        let manifests = table.manifests(snapshot).await?;
-        let schema_of = |id: i64| metadata.snapshot_by_id(id).and_then(|s| s.schema_id());
-        let mut deletes = manifests
-            .iter()
-            .any(|m| m.content != ManifestContentType::Data);
-        let mut same_schema = snapshot.schema_id().is_some();
-        let (mut paths, mut bounds, mut rows) = (Vec::new(), Vec::new(), 0);
-        for manifest in &manifests {
-            let entries = manifest
-                .load_manifest(file_io)
-                .await
-                .context("reading a manifest")?;
-            for entry in entries.entries().iter().filter(|e| e.is_alive()) {
-                let file = entry.data_file();
-                if file.content_type() != DataContentType::Data {
-                    deletes = true;
-                    continue;
-                }
-                same_schema &= entry.snapshot_id().and_then(schema_of) == snapshot.schema_id();
-                rows += file.record_count();
-                paths.push(local_path(file.file_path()).to_string());
-                bounds.push(FileBounds::of(file));
-            }
-        }
+        let live = table.live_files(snapshot).await?;
+        let same_schema = snapshot.schema_id().is_some()
+            && live
+                .files
+                .iter()
+                .all(|f| f.schema_id == snapshot.schema_id());
         Ok(Self {
-            paths,
-            bounds,
-            rows,
-            deletes,
-            plain_parquet: same_schema && !deletes,
+            paths: live
+                .files
+                .iter()
+                .map(|f| local_path(f.file.file_path()).to_string())
+                .collect(),
+            bounds: live.files.iter().map(|f| FileBounds::of(&f.file)).collect(),
+            rows: live.files.iter().map(|f| f.file.record_count()).sum(),
+            deletes: live.deletes,
+            plain_parquet: same_schema && !live.deletes,
         })
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use futures::TryStreamExt;
-use iceberg::spec::{DataContentType, DataFile, ManifestContentType, Struct};
+use iceberg::spec::{DataFile, Struct};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 
 use super::{Committed, IcebergEngine, LoadedTable, local_path};
@@ -55,35 +55,21 @@ pub(super) async fn small_files(table: &LoadedTable) -> Result<Vec<DataFile>> {
     let Some(snapshot) = table.metadata().current_snapshot() else {
         return Ok(Vec::new());
     };
-    let file_io = table.table.file_io();
-    let manifests = table.manifests(snapshot).await?;
+    let live = table.live_files(snapshot).await?;
     // Delete files name the data files they apply to: rewriting those would bring
     // deleted rows back. floe writes none; a table another engine gave some is left alone.
-    if manifests
-        .iter()
-        .any(|m| m.content != ManifestContentType::Data)
-    {
+    if live.deletes {
         return Ok(Vec::new());
     }
     // Only files of the current partition spec: a rewrite writes with it, and files
     // of an older spec are left as they are.
     let spec_id = table.metadata().default_partition_spec_id();
-    let mut small = Vec::new();
-    for manifest in manifests.iter().filter(|m| m.partition_spec_id == spec_id) {
-        let entries = manifest
-            .load_manifest(file_io)
-            .await
-            .context("reading a manifest")?;
-        small.extend(
-            entries
-                .entries()
-                .iter()
-                .filter(|e| e.is_alive())
-                .map(|e| e.data_file())
-                .filter(|f| f.content_type() == DataContentType::Data && is_small(f))
-                .cloned(),
-        );
-    }
+    let mut small: Vec<DataFile> = live
+        .files
+        .into_iter()
+        .filter(|f| f.spec_id == spec_id && is_small(&f.file))
+        .map(|f| f.file)
+        .collect();
     // Files are rewritten per partition: a partition's only small file gains nothing.
     let mut per_partition: HashMap<Struct, usize> = HashMap::new();
     for file in &small {

@@ -23,7 +23,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use iceberg::io::{FileIO, FileIOBuilder, LocalFsStorageFactory};
-use iceberg::spec::{ManifestFile, SnapshotRef, TableMetadata};
+use iceberg::spec::{
+    DataContentType, DataFile, ManifestContentType, ManifestFile, SnapshotRef, TableMetadata,
+};
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableIdent};
 use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
@@ -114,6 +116,39 @@ impl LoadedTable {
         }
     }
 
+    /// A snapshot's live data files, read from its manifests, and whether it has
+    /// delete files too (written by other engines).
+    pub async fn live_files(&self, snapshot: &SnapshotRef) -> Result<LiveFiles> {
+        let metadata = self.metadata();
+        let schema_of = |id: i64| metadata.snapshot_by_id(id).and_then(|s| s.schema_id());
+        let manifests = self.manifests(snapshot).await?;
+        let mut live = LiveFiles {
+            files: Vec::new(),
+            deletes: manifests
+                .iter()
+                .any(|m| m.content != ManifestContentType::Data),
+        };
+        for manifest in &manifests {
+            let entries = manifest
+                .load_manifest(self.table.file_io())
+                .await
+                .context("reading a manifest")?;
+            for entry in entries.entries().iter().filter(|e| e.is_alive()) {
+                let file = entry.data_file();
+                if file.content_type() != DataContentType::Data {
+                    live.deletes = true;
+                    continue;
+                }
+                live.files.push(LiveFile {
+                    file: file.clone(),
+                    schema_id: entry.snapshot_id().and_then(schema_of),
+                    spec_id: manifest.partition_spec_id,
+                });
+            }
+        }
+        Ok(live)
+    }
+
     /// The manifests a snapshot's manifest list names.
     pub async fn manifests(&self, snapshot: &SnapshotRef) -> Result<Vec<ManifestFile>> {
         Ok(self
@@ -126,6 +161,20 @@ impl LoadedTable {
             .into_iter()
             .collect())
     }
+}
+
+/// What `LoadedTable::live_files` finds.
+pub struct LiveFiles {
+    pub files: Vec<LiveFile>,
+    pub deletes: bool,
+}
+
+/// A live data file, with the schema of the snapshot that added it and the
+/// partition spec it was written with.
+pub struct LiveFile {
+    pub file: DataFile,
+    pub schema_id: Option<i32>,
+    pub spec_id: i32,
 }
 
 /// A `file://` URL's path; other strings unchanged.

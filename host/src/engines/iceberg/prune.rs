@@ -112,6 +112,7 @@ impl Op {
 /// decide) between its least lower and greatest upper bound over the files. A
 /// table file that cannot meet them holds none of those rows' values.
 pub fn covering(files: &[DataFile], schema: &Schema, columns: &[String]) -> Vec<Condition> {
+    let bounds: Vec<FileBounds> = files.iter().map(FileBounds::of).collect();
     let mut found = Vec::new();
     for column in columns {
         let Some(field) = schema
@@ -122,7 +123,6 @@ pub fn covering(files: &[DataFile], schema: &Schema, columns: &[String]) -> Vec<
         else {
             continue;
         };
-        let bounds: Vec<FileBounds> = files.iter().map(FileBounds::of).collect();
         let least = bounds
             .iter()
             .map(|b| b.lower.get(&field.id))

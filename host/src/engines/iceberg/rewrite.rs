@@ -4,13 +4,13 @@
 //! anew, and one snapshot swaps those files for the new ones. If another commit
 //! lands meanwhile, the files are chosen again against it.
 
-use iceberg::spec::{DataContentType, DataFile, ManifestContentType, SchemaRef};
+use iceberg::spec::{DataFile, SchemaRef};
 
 use super::commit::total;
 use super::prune::{Condition, FileBounds, covering};
 use super::write::{Base, RowsWrite, TableWrite, WriteOp, WritePlan};
 use super::{Committed, IcebergEngine, local_path};
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
 
 /// An upload written, not yet committed.
 pub struct Staged {
@@ -91,37 +91,21 @@ impl IcebergEngine {
                 files: Vec::new(),
             });
         };
-        let manifests = table.manifests(&snapshot).await?;
-        if manifests
-            .iter()
-            .any(|m| m.content != ManifestContentType::Data)
-        {
+        let live = table.live_files(&snapshot).await?;
+        if live.deletes {
             return Err(Error::invalid(format!(
                 "{name} has delete files (written by another engine): rows cannot be \
                  replaced in it until they are applied; overwrite the table instead"
             )));
         }
-        let schema_id = table.metadata().current_schema_id();
-        let schema_of = |id: i64| table.metadata().snapshot_by_id(id)?.schema_id();
-        let mut files = Vec::new();
-        for manifest in &manifests {
-            let entries = manifest
-                .load_manifest(table.table.file_io())
-                .await
-                .context("reading a manifest")?;
-            for entry in entries.entries().iter().filter(|e| e.is_alive()) {
-                if entry.snapshot_id().and_then(schema_of) != Some(schema_id) {
-                    return Err(Error::invalid(format!(
-                        "{name} holds data files of an earlier schema: rows cannot be \
-                         replaced in it; overwrite the table instead"
-                    )));
-                }
-                let file = entry.data_file();
-                if file.content_type() == DataContentType::Data {
-                    files.push(file.clone());
-                }
-            }
+        let schema_id = Some(table.metadata().current_schema_id());
+        if live.files.iter().any(|f| f.schema_id != schema_id) {
+            return Err(Error::invalid(format!(
+                "{name} holds data files of an earlier schema: rows cannot be \
+                 replaced in it; overwrite the table instead"
+            )));
         }
+        let files = live.files.into_iter().map(|f| f.file).collect();
         Ok(RewriteBase { location, files })
     }
 
@@ -135,7 +119,7 @@ impl IcebergEngine {
             .await
     }
 
-    /// Close `kept`'s files (deleting them on failure).
+    /// Close `kept`'s files (a failed write's `discard` deletes them with the rest).
     pub async fn close_kept(&self, kept: RowsWrite) -> Result<Vec<DataFile>> {
         let (_, files) = kept.close().await;
         files
