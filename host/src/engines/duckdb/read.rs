@@ -51,13 +51,12 @@ impl Drop for Interrupt {
     }
 }
 
-/// Close `conn` with no interrupt in flight: duckdb-rs disconnects before it
-/// retires the connection's interrupt handle, so an interrupt racing the close
-/// would touch a freed connection.
-fn close(conn: Connection, handle: &Mutex<Option<Arc<InterruptHandle>>>) {
-    let mut handle = handle.lock().expect("interrupt lock");
-    handle.take();
-    drop(conn);
+/// Retire `conn`'s interrupt handle before the connection is closed or serves
+/// another query: duckdb-rs disconnects before it retires the handle, so an
+/// interrupt racing the close would touch a freed connection, and one arriving
+/// later would stop the next query.
+fn disarm(handle: &Mutex<Option<Arc<InterruptHandle>>>) {
+    handle.lock().expect("interrupt lock").take();
 }
 
 impl DuckEngine {
@@ -66,7 +65,7 @@ impl DuckEngine {
         let (schema_tx, schema_rx) = oneshot::channel();
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let engine = self.clone();
-        let conn = self.connect()?;
+        let conn = self.check_out()?;
         let handle = Arc::new(Mutex::new(Some(conn.interrupt_handle())));
         // Held here until the schema arrives, then by the stream: whichever is
         // dropped first stops the query.
@@ -77,9 +76,10 @@ impl DuckEngine {
             let outcome = catch_unwind(AssertUnwindSafe(|| {
                 engine.run(&conn, &query, schema_tx, &tx)
             }));
-            close(conn, &handle);
+            disarm(&handle);
             let error = match outcome {
-                Ok(Ok(())) => return,
+                Ok(Ok(Finished::Ended)) => return engine.check_in(conn),
+                Ok(Ok(Finished::Abandoned)) => return,
                 Ok(Err(err)) => err,
                 Err(panic) => Error::internal(format!("query failed: {}", panic_message(&panic))),
             };
@@ -109,7 +109,7 @@ impl DuckEngine {
         query: &Query,
         schema_tx: oneshot::Sender<Result<SchemaRef>>,
         tx: &mpsc::Sender<Result<RecordBatch>>,
-    ) -> Result<()> {
+    ) -> Result<Finished> {
         // The host's own queries are SELECTs by construction: only a client's text is
         // checked (and so prepared twice).
         let (sql, params) = (query.text(), query.params());
@@ -122,11 +122,11 @@ impl DuckEngine {
             Ok(started) => started,
             Err(err) => {
                 let _ = schema_tx.send(Err(err));
-                return Ok(());
+                return Ok(Finished::Abandoned);
             }
         };
         if schema_tx.send(Ok(schema.clone())).is_err() {
-            return Ok(());
+            return Ok(Finished::Abandoned);
         }
         let mut coalescer = BatchCoalescer::new(schema, TARGET_BATCH_ROWS);
         loop {
@@ -139,23 +139,31 @@ impl DuckEngine {
             }
             while let Some(batch) = coalescer.next_completed_batch() {
                 if tx.blocking_send(Ok(batch)).is_err() {
-                    return Ok(()); // the client went away: stop reading
+                    return Ok(Finished::Abandoned); // the client went away: stop reading
                 }
             }
             if done {
-                return Ok(());
+                return Ok(Finished::Ended);
             }
         }
     }
 }
 
-/// Execute `sql` with its parameters' values as a streaming query and report its schema.
+/// How a query's run ended: an ended one leaves its connection ready for another.
+enum Finished {
+    Ended,
+    /// Refused, failed to start, or its client went away mid-stream.
+    Abandoned,
+}
+
+/// Execute `sql` with its parameters' values as a streaming query and report its
+/// schema; the statement prepared once per connection.
 fn start<'c>(
     conn: &'c duckdb::Connection,
     sql: &str,
     params: Vec<Value>,
-) -> Result<(duckdb::Statement<'c>, SchemaRef)> {
-    let mut stmt = conn.prepare(sql).map_err(query_error)?;
+) -> Result<(duckdb::CachedStatement<'c>, SchemaRef)> {
+    let mut stmt = conn.prepare_cached(sql).map_err(query_error)?;
     let schema = stmt
         .stream_arrow(duckdb::params_from_iter(params))
         .map_err(query_error)?
