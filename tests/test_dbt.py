@@ -147,6 +147,23 @@ def test_running_twice_overwrites_once_and_appends_once(built):
     assert runs.num_rows == 8 and len(set(runs["run_id"].to_pylist())) == 2
 
 
+def test_a_retried_run_appends_once(built):
+    """The orchestrator's run id (FLOE_RUN_ID) makes a retried task the same run: the
+    append model's upload carries the same idempotency key and commits nothing."""
+    client, host = built["client"], built["host"]
+    retry = {"FLOE_RUN_ID": "airflow-run-42"}
+    jaffle.dbt("run", host.port, built["target"], built["vars"], "--select", "payment_runs", env=retry)
+    snapshots = client.action("list_snapshots", {"table": "main.payment_runs"})
+    rows = client.rows("main.payment_runs")
+    second = jaffle.dbt("run", host.port, built["target"], built["vars"], "--select", "payment_runs", env=retry)
+    assert "already written by this run" in second.stdout
+    assert client.action("list_snapshots", {"table": "main.payment_runs"}) == snapshots
+    assert client.rows("main.payment_runs") == rows
+    # Without it, each dbt invocation is a run of its own.
+    jaffle.dbt("run", host.port, built["target"], built["vars"], "--select", "payment_runs")
+    assert client.rows("main.payment_runs") == rows + 4
+
+
 def test_incremental_runs_equal_a_full_rebuild_and_a_retry_changes_nothing(tmp_path):
     with Host(tmp_path / "warehouse") as host:
         client = Client(host.location)

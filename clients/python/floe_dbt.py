@@ -27,6 +27,12 @@ to the host batch by batch. Config: `mode` (`overwrite`, default, `append`, `mer
 absent to keep the table's). `merge` replaces the table's rows whose `unique_key` (a
 column or a list) the model's rows have and adds the others; `replace_where` replaces the
 rows matching `where` (a SQL expression every row of the model must match).
+
+Every model's upload carries the idempotency key `<run_id>:<model>`, and an upload the
+host lost contact with is sent again (up to 3 attempts) with the same key: the host
+commits it once. `run_id` (config) is dbt's invocation id unless set; set it to your
+orchestrator's run id (e.g. `"{{ env_var('AIRFLOW_CTX_DAG_RUN_ID', '') }}"`) so that a
+retried task, a new dbt invocation, does not append twice either.
 """
 from __future__ import annotations
 
@@ -39,10 +45,13 @@ import pyarrow.parquet as pq
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig, TargetConfig
 from dbt.adapters.events.logging import AdapterLogger
+from dbt_common.invocation import get_invocation_id
 
 logger = AdapterLogger("floe")
 
-CONFIG_KEYS = {"host", "port", "uri", "user", "password", "token", "tls_root_certs", "timeout"}
+CONFIG_KEYS = {"host", "port", "uri", "user", "password", "token", "tls_root_certs", "timeout", "run_id"}
+# Attempts at one upload when the host cannot be reached or stops answering.
+PUT_ATTEMPTS = 3
 MODES = ("overwrite", "append", "merge", "replace_where")
 TARGETS = ("iceberg", "duckdb")
 
@@ -82,6 +91,7 @@ class Plugin(BasePlugin):
             except OSError as err:
                 raise FloeError(f"floe plugin: tls_root_certs: {err}") from None
         self.timeout = float(config.get("timeout", 600))
+        self.run_id = str(config["run_id"]) if "run_id" in config else None
         self._client: flight.FlightClient | None = None
 
     def client(self) -> flight.FlightClient:
@@ -162,21 +172,39 @@ class Plugin(BasePlugin):
         # The host commits only if exactly this many rows arrive: an upload cut
         # short (a client stopped mid-way) commits nothing.
         command["expect_rows"] = 0 if empty else source.metadata.num_rows
-        try:
-            writer, reader = self.client().do_put(descriptor(command), source.schema_arrow, self.streams)
-            for batch in [] if empty else source.iter_batches(batch_size=65_536):
-                writer.write_batch(batch)
-            writer.done_writing()
-            result = reader.read()
-            writer.close()
-        except (pa.ArrowException, flight.FlightError) as err:
-            raise FloeError(f"floe: model {relation.identifier} -> {command['table']}: {server_message(err)}") from None
-        written = json.loads(result.to_pybytes()) if result is not None else {}
-        logger.info(
-            f"floe: {relation.identifier} -> {command['table']}: {written.get('rows')} rows, "
-            f"{mode}, snapshot {written.get('snapshot_id')}"
-        )
+        if command["target"] == "iceberg":
+            command["idempotency_key"] = f"{self.run_id or get_invocation_id()}:{relation.identifier}"
+        for attempt in range(1, PUT_ATTEMPTS + 1):
+            try:
+                written = self.put(command, source, empty)
+                break
+            except (flight.FlightUnavailableError, flight.FlightTimedOutError) as err:
+                if attempt == PUT_ATTEMPTS or "idempotency_key" not in command:
+                    raise FloeError(f"floe: model {relation.identifier} -> {command['table']}: "
+                                    f"{server_message(err)}") from None
+                logger.warning(f"floe: {relation.identifier}: the host did not answer ({err}); sending again")
+            except (pa.ArrowException, flight.FlightError) as err:
+                raise FloeError(f"floe: model {relation.identifier} -> {command['table']}: "
+                                f"{server_message(err)}") from None
+        if written.get("duplicate"):
+            logger.info(f"floe: {relation.identifier} -> {command['table']}: already written by this run "
+                        f"(idempotency key {command['idempotency_key']}), snapshot {written.get('snapshot_id')}")
+        else:
+            logger.info(
+                f"floe: {relation.identifier} -> {command['table']}: {written.get('rows')} rows, "
+                f"{mode}, snapshot {written.get('snapshot_id')}"
+            )
         return written
+
+    def put(self, command: dict, source: pq.ParquetFile, empty: bool) -> dict:
+        """One upload of the model's file; the host's answer."""
+        writer, reader = self.client().do_put(descriptor(command), source.schema_arrow, self.streams)
+        for batch in [] if empty else source.iter_batches(batch_size=65_536):
+            writer.write_batch(batch)
+        writer.done_writing()
+        result = reader.read()
+        writer.close()
+        return json.loads(result.to_pybytes()) if result is not None else {}
 
 
 def missing_as_empty(command: dict, what: str) -> pa.Table:

@@ -182,6 +182,11 @@ pub struct PutCommand {
     /// The same, counted in record batches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_batches: Option<u64>,
+    /// Makes a retried upload harmless: the key is recorded in the snapshot the
+    /// upload commits, and a later upload to the table with the same key commits
+    /// nothing and answers the first one's result (while that snapshot is kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// DoExchange's descriptor command: the chain the client's stream goes through.
@@ -371,6 +376,9 @@ impl PutCommand {
                 "give either \"expect_rows\" or \"expect_batches\", not both",
             ));
         }
+        if let Some(key) = &command.idempotency_key {
+            check_idempotency_key(key)?;
+        }
         Ok(command)
     }
 
@@ -386,6 +394,7 @@ impl PutCommand {
             replace_where: None,
             expect_rows: None,
             expect_batches: None,
+            idempotency_key: None,
         })
     }
 }
@@ -399,6 +408,29 @@ impl ExchangeCommand {
 }
 
 /// A list in a command is refused past [`MAX_LIST_ITEMS`], before any work.
+/// Longest idempotency key: room for a dbt invocation id and a model's name.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 512;
+
+/// An idempotency key is recorded in snapshot summaries: non-empty, bounded,
+/// printable.
+pub fn check_idempotency_key(key: &str) -> Result<()> {
+    if key.trim().is_empty() {
+        return Err(Error::invalid("\"idempotency_key\" is empty"));
+    }
+    if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(Error::invalid(format!(
+            "\"idempotency_key\" is {} bytes; at most {MAX_IDEMPOTENCY_KEY_BYTES} are allowed",
+            key.len()
+        )));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "\"idempotency_key\" contains a control character",
+        ));
+    }
+    Ok(())
+}
+
 fn check_length(what: &str, len: usize) -> Result<()> {
     if len > MAX_LIST_ITEMS {
         return Err(Error::invalid(format!(

@@ -53,6 +53,7 @@ impl Core {
             partition_by: command.partition_by.as_deref(),
             keys: command.keys.as_deref(),
             replace_where: command.replace_where.as_deref(),
+            idempotency_key: command.idempotency_key.as_deref(),
         };
         let handle = self
             .lakehouse
@@ -65,7 +66,11 @@ impl Core {
             return Err(err);
         }
         let written = handle.commit().await?;
-        tracing::info!(table = %written.table, rows = written.rows, snapshot_id = ?written.snapshot_id, "upload committed");
+        if written.duplicate {
+            tracing::info!(table = %written.table, snapshot_id = ?written.snapshot_id, "upload's idempotency key already committed; nothing committed");
+        } else {
+            tracing::info!(table = %written.table, rows = written.rows, snapshot_id = ?written.snapshot_id, "upload committed");
+        }
         Ok(written)
     }
 

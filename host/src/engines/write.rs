@@ -25,6 +25,9 @@ pub struct Written {
     pub rows: u64,
     pub snapshot_id: Option<i64>,
     pub data_files: usize,
+    /// An earlier upload with the same idempotency key had committed: this one
+    /// committed nothing, and the figures are the earlier one's.
+    pub duplicate: bool,
 }
 
 /// How an upload is written.
@@ -38,6 +41,9 @@ pub struct WriteOptions<'a> {
     pub keys: Option<&'a [String]>,
     /// For `replace_where`: the expression the replaced rows match.
     pub replace_where: Option<&'a str>,
+    /// Recorded in the snapshot; an upload whose key a snapshot of the table
+    /// already carries commits nothing.
+    pub idempotency_key: Option<&'a str>,
 }
 
 impl WriteOptions<'_> {
@@ -95,14 +101,21 @@ impl Lakehouse {
                         "{table} exists as a DuckDB table"
                     )));
                 }
-                let write = self
+                let mut write = self
                     .iceberg
-                    .begin_write(table, mode, &schema, how.partition_by);
-                Sink::Iceberg(Box::new(write.await?))
+                    .begin_write(table, mode, &schema, how.partition_by)
+                    .await?;
+                write.set_idempotency_key(how.idempotency_key);
+                Sink::Iceberg(Box::new(write))
             }
-            Target::Duckdb if how.partition_by.is_some() || rewrite.is_some() => {
+            Target::Duckdb
+                if how.partition_by.is_some()
+                    || rewrite.is_some()
+                    || how.idempotency_key.is_some() =>
+            {
                 return Err(Error::invalid(
-                    "partition_by, merge and replace_where apply to Iceberg tables, not to target duckdb",
+                    "partition_by, merge, replace_where and idempotency_key apply to Iceberg \
+                     tables, not to target duckdb",
                 ));
             }
             Target::Duckdb => {
@@ -158,13 +171,16 @@ impl WriteHandle {
                     Some(rewrite) => lakehouse.commit_rewrite(*write, rewrite).await?,
                     None => lakehouse.iceberg.commit(*write).await?,
                 };
-                lakehouse.compact_when_due(&table, &committed);
+                if !committed.duplicate {
+                    lakehouse.compact_when_due(&table, &committed);
+                }
                 Ok(Written {
                     table,
                     target: Target::Iceberg,
                     rows: committed.rows,
                     snapshot_id: Some(committed.snapshot_id),
                     data_files: committed.data_files,
+                    duplicate: committed.duplicate,
                 })
             }
             Sink::Duckdb(write) => Ok(Written {
@@ -173,6 +189,7 @@ impl WriteHandle {
                 rows: write.commit().await?,
                 snapshot_id: None,
                 data_files: 0,
+                duplicate: false,
             }),
         }
     }

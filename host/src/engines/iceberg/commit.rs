@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use iceberg::spec::{
     DataFile, ManifestContentType, ManifestFile, ManifestListWriter, ManifestWriterBuilder,
-    Operation, Snapshot, Summary, TableMetadata, TableMetadataBuilder,
+    Operation, Snapshot, SnapshotRef, Summary, TableMetadata, TableMetadataBuilder,
 };
 use iceberg::{Catalog, MetadataLocation, TableIdent};
 use serde::Serialize;
@@ -38,6 +38,41 @@ pub struct Committed {
     pub table_data_files: u64,
     /// Whether the commit added a small data file (see `compact`).
     pub added_small_file: bool,
+    /// The write's idempotency key was committed before, by `snapshot_id`: this
+    /// write committed nothing, and the figures are the earlier write's.
+    pub duplicate: bool,
+}
+
+/// The snapshot summary properties of a write with an idempotency key: the key,
+/// and the rows the client sent (for a merge, not the rows the snapshot added).
+pub const IDEMPOTENCY_KEY: &str = "floe.idempotency-key";
+const UPLOAD_ROWS: &str = "floe.upload-rows";
+
+/// Where a commit landed.
+pub(super) enum Landed {
+    New(Snapshot),
+    /// A snapshot of the table carries the write's idempotency key already.
+    Duplicate(SnapshotRef),
+}
+
+impl Committed {
+    /// The answer to a retried write: the first one's.
+    pub(super) fn duplicate_of(original: &Snapshot) -> Self {
+        let summary = original.summary();
+        let rows = summary
+            .additional_properties
+            .get(UPLOAD_ROWS)
+            .and_then(|rows| rows.parse().ok())
+            .unwrap_or_else(|| total(summary, "added-records"));
+        Self {
+            rows,
+            snapshot_id: original.snapshot_id(),
+            data_files: total(summary, "added-data-files") as usize,
+            table_data_files: total(summary, "total-data-files"),
+            added_small_file: false,
+            duplicate: true,
+        }
+    }
 }
 
 /// Files written for one attempt, deleted if the attempt loses the race.
@@ -49,26 +84,30 @@ impl IcebergEngine {
     /// Commit everything `write` wrote as exactly one snapshot. On error nothing is
     /// committed and the written data files are deleted.
     pub async fn commit(&self, write: TableWrite) -> Result<Committed> {
-        let (plan, rows, files) = write.finish().await;
+        let (plan, files) = write.finish().await;
         let outcome = match files {
             Ok(files) => {
                 let data_files = files.len();
                 let added_small_file = files.iter().any(is_small);
                 self.commit_files(&plan, files)
                     .await
-                    .map(|snapshot| Committed {
-                        rows,
-                        snapshot_id: snapshot.snapshot_id(),
-                        data_files,
-                        table_data_files: total(snapshot.summary(), "total-data-files"),
-                        added_small_file,
+                    .map(|landed| match landed {
+                        Landed::New(snapshot) => Committed {
+                            rows: plan.rows,
+                            snapshot_id: snapshot.snapshot_id(),
+                            data_files,
+                            table_data_files: total(snapshot.summary(), "total-data-files"),
+                            added_small_file,
+                            duplicate: false,
+                        },
+                        Landed::Duplicate(original) => Committed::duplicate_of(&original),
                     })
             }
             Err(err) => Err(err),
         };
         match &outcome {
-            Ok(_) => plan.committed(),
-            Err(_) => plan.delete_files().await,
+            Ok(committed) if !committed.duplicate => plan.committed(),
+            _ => plan.delete_files().await,
         }
         outcome
     }
@@ -77,7 +116,7 @@ impl IcebergEngine {
         &self,
         write: &WritePlan,
         files: Vec<DataFile>,
-    ) -> Result<Snapshot> {
+    ) -> Result<Landed> {
         let ident = ident(&write.name)?;
         // Commits from this process take turns per table: racing on the swap, some of
         // many concurrent appenders would lose every retry. Other processes' commits
@@ -97,7 +136,7 @@ impl IcebergEngine {
                 }
             };
             match outcome {
-                Ok(Some(snapshot)) => return Ok(snapshot),
+                Ok(Some(landed)) => return Ok(landed),
                 Ok(None) => {
                     tracing::info!(table = %write.name, attempt, "concurrent commit won; retrying");
                     crate::metrics::count(&crate::metrics::metrics().commit_retries);
@@ -129,7 +168,7 @@ impl IcebergEngine {
         write: &WritePlan,
         files: &[DataFile],
         staged: &mut Attempt,
-    ) -> Result<Option<Snapshot>> {
+    ) -> Result<Option<Landed>> {
         let snapshot = self
             .write_snapshot(metadata, None, write, files, staged)
             .await?;
@@ -151,8 +190,14 @@ impl IcebergEngine {
             .register_table(ident, location.to_string())
             .await
         {
-            Ok(_) => Ok(Some(snapshot)),
+            Ok(_) => Ok(Some(Landed::New(snapshot))),
             Err(err) if err.kind() == iceberg::ErrorKind::TableAlreadyExists => {
+                // A concurrent upload with the same key created it: this one is its retry.
+                if let Some(table) = self.load(&write.name).await?
+                    && let Some(original) = write.committed_before(table.metadata())
+                {
+                    return Ok(Some(Landed::Duplicate(original)));
+                }
                 Err(Error::AlreadyExists(format!(
                     "table {} was created by another writer during this upload; retry the upload",
                     write.name
@@ -168,7 +213,7 @@ impl IcebergEngine {
         write: &WritePlan,
         files: &[DataFile],
         staged: &mut Attempt,
-    ) -> Result<Option<Snapshot>> {
+    ) -> Result<Option<Landed>> {
         let Base::Existing {
             schema_id,
             new_schema,
@@ -185,6 +230,9 @@ impl IcebergEngine {
             ))
         })?;
         let current = table.metadata();
+        if let Some(original) = write.committed_before(current) {
+            return Ok(Some(Landed::Duplicate(original)));
+        }
         let changed = || {
             Error::InvalidArgument(format!(
                 "the schema or partitioning of {} changed during the upload; retry it",
@@ -251,7 +299,7 @@ impl IcebergEngine {
         Ok(self
             .swap_metadata(ident, &old_location, &location.to_string())
             .await?
-            .then_some(snapshot))
+            .then_some(Landed::New(snapshot)))
     }
 
     /// The catalog's compare-and-swap (the table layout pyiceberg and Java's JDBC
@@ -382,6 +430,25 @@ impl IcebergEngine {
     }
 }
 
+impl WritePlan {
+    /// The snapshot that committed this write's idempotency key, if one did. Every
+    /// snapshot the table keeps is searched, not only the current one's ancestors:
+    /// an overwrite since does not make a retry new. Past expiry the key is forgotten.
+    fn committed_before(&self, metadata: &TableMetadata) -> Option<SnapshotRef> {
+        let key = self.idempotency_key.as_deref()?;
+        metadata
+            .snapshots()
+            .find(|s| {
+                s.summary()
+                    .additional_properties
+                    .get(IDEMPOTENCY_KEY)
+                    .map(String::as_str)
+                    == Some(key)
+            })
+            .cloned()
+    }
+}
+
 impl Attempt {
     async fn discard(self, engine: &IcebergEngine) {
         for file in self.files {
@@ -493,6 +560,10 @@ fn summary(
     set("total-position-deletes", 0);
     set("total-equality-deletes", 0);
     props.insert(WRITE_ID.to_string(), write.file_prefix.clone());
+    if let Some(key) = &write.idempotency_key {
+        props.insert(IDEMPOTENCY_KEY.to_string(), key.clone());
+        props.insert(UPLOAD_ROWS.to_string(), write.rows.to_string());
+    }
     Summary {
         operation,
         additional_properties: props,

@@ -6,7 +6,7 @@
 
 use iceberg::spec::{DataFile, SchemaRef};
 
-use super::commit::total;
+use super::commit::{Landed, total};
 use super::prune::{Condition, FileBounds, covering};
 use super::write::{Base, RowsWrite, TableWrite, WriteOp, WritePlan};
 use super::{Committed, IcebergEngine, local_path};
@@ -55,11 +55,11 @@ pub fn may_match(file: &DataFile, conditions: &[Condition]) -> bool {
 impl IcebergEngine {
     /// Close the upload's files; on failure they are deleted.
     pub async fn stage(&self, write: TableWrite) -> Result<Staged> {
-        let (plan, rows, files) = write.finish().await;
+        let (plan, files) = write.finish().await;
         match files {
             Ok(files) => Ok(Staged {
+                rows: plan.rows,
                 plan,
-                rows,
                 files,
                 attempts: 0,
             }),
@@ -143,24 +143,28 @@ impl IcebergEngine {
         let mut files = staged.files.clone();
         files.extend(kept.iter().cloned());
         let data_files = files.len();
-        match self.commit_files(plan, files).await {
-            Ok(snapshot) => {
+        let outcome = match self.commit_files(plan, files).await {
+            Ok(Landed::New(snapshot)) => {
                 plan.committed();
-                Ok(Committed {
+                return Ok(Committed {
                     rows: staged.rows,
                     snapshot_id: snapshot.snapshot_id(),
                     data_files,
                     table_data_files: total(snapshot.summary(), "total-data-files"),
                     added_small_file: false,
-                })
+                    duplicate: false,
+                });
             }
-            Err(err) => {
-                for file in &kept {
-                    let _ = self.file_io.delete(file.file_path()).await;
-                }
-                Err(err)
+            Ok(Landed::Duplicate(original)) => {
+                plan.delete_files().await;
+                Ok(Committed::duplicate_of(&original))
             }
+            Err(err) => Err(err),
+        };
+        for file in &kept {
+            let _ = self.file_io.delete(file.file_path()).await;
         }
+        outcome
     }
 
     /// Give up: every file the write produced goes.

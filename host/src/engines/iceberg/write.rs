@@ -99,6 +99,10 @@ pub(super) struct WritePlan {
     /// For a rewrite: the metadata its replaced files were chosen from. The commit
     /// is refused (`Cancelled`) if the table has moved on since.
     pub expect_location: Option<String>,
+    /// Recorded in the snapshot summary with `rows`; see `commit`.
+    pub idempotency_key: Option<String>,
+    /// The rows the client uploaded, known once the upload has ended.
+    pub rows: u64,
 }
 
 impl IcebergEngine {
@@ -270,6 +274,8 @@ impl IcebergEngine {
                 file_prefix,
                 recorded,
                 expect_location: None,
+                idempotency_key: None,
+                rows: 0,
             },
         })
     }
@@ -317,9 +323,16 @@ impl TableWrite {
     }
 
     /// Close the last data file: the plan and every file written, for the commit.
-    pub(super) async fn finish(self) -> (WritePlan, u64, Result<Vec<DataFile>>) {
+    /// Commit nothing if a snapshot of the table already carries `key` (see `commit`).
+    pub fn set_idempotency_key(&mut self, key: Option<&str>) {
+        self.plan.idempotency_key = key.map(str::to_string);
+    }
+
+    pub(super) async fn finish(self) -> (WritePlan, Result<Vec<DataFile>>) {
         let (rows, files) = self.out.close().await;
-        (self.plan, rows, files)
+        let mut plan = self.plan;
+        plan.rows = rows;
+        (plan, files)
     }
 
     /// Forget the write: delete every data file it produced.

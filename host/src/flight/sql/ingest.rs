@@ -4,8 +4,12 @@
 use arrow_flight::sql::{CommandStatementIngest, TableExistsOption, TableNotExistOption};
 
 use super::metadata::CATALOG;
-use crate::command::{PutCommand, TableName, Target, WriteMode};
+use crate::command::{PutCommand, TableName, Target, WriteMode, check_idempotency_key};
 use crate::error::{Error, Result, quote};
+
+/// The ingest option (ADBC `adbc.ingest.option…` / `CommandStatementIngest.options`)
+/// that makes a retried ingest harmless, as `idempotency_key` does for a DoPut.
+pub const IDEMPOTENCY_KEY: &str = "idempotency_key";
 
 /// An ingest, as floe writes it.
 #[derive(Debug)]
@@ -27,9 +31,14 @@ pub fn ingest(command: CommandStatementIngest) -> Result<Ingest> {
     if command.transaction_id.is_some() {
         return Err(no_transactions());
     }
-    if let Some(option) = command.options.keys().next() {
+    let mut options = command.options;
+    let idempotency_key = options.remove(IDEMPOTENCY_KEY);
+    if let Some(key) = &idempotency_key {
+        check_idempotency_key(key)?;
+    }
+    if let Some(option) = options.keys().next() {
         return Err(Error::invalid(format!(
-            "unknown ingest option {}: floe's ingest takes none",
+            "unknown ingest option {}: floe's ingest takes only {IDEMPOTENCY_KEY}",
             quote(option)
         )));
     }
@@ -70,6 +79,7 @@ pub fn ingest(command: CommandStatementIngest) -> Result<Ingest> {
             replace_where: None,
             expect_rows: None,
             expect_batches: None,
+            idempotency_key,
         },
         existing_only: !create,
     })
