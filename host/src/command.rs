@@ -408,6 +408,97 @@ impl ExchangeCommand {
 }
 
 /// A list in a command is refused past [`MAX_LIST_ITEMS`], before any work.
+/// How an expiry is asked for (the `expire_snapshots` action, `host tables expire`):
+/// what is unset falls back to the table's properties, then to the warehouse's
+/// retention.
+#[derive(Debug, Clone, Default)]
+pub struct ExpireOptions {
+    /// Keep at least this many of the newest snapshots.
+    pub retain_last: Option<usize>,
+    /// Keep every snapshot from this time on.
+    pub older_than: Option<DateTime<Utc>>,
+    pub dry_run: bool,
+}
+
+/// The `expire_snapshots` action's body.
+#[derive(Debug, Clone)]
+pub struct ExpireCommand {
+    pub table: TableName,
+    pub options: ExpireOptions,
+}
+
+/// The `remove_orphan_files` action's body.
+#[derive(Debug, Clone)]
+pub struct OrphansCommand {
+    pub table: TableName,
+    pub older_than: Option<chrono::Duration>,
+    pub dry_run: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceBody {
+    table: TableName,
+    #[serde(default)]
+    retain_last: Option<i64>,
+    #[serde(default)]
+    older_than: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+impl ExpireCommand {
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let body: MaintenanceBody = parse(bytes, "expire_snapshots action body")?;
+        Ok(Self {
+            table: body.table,
+            options: ExpireOptions {
+                retain_last: body.retain_last.map(check_retain_last).transpose()?,
+                older_than: body
+                    .older_than
+                    .map(|text| {
+                        crate::age::parse_time_or_age(&text)
+                            .map_err(|err| Error::invalid(format!("\"older_than\": {err}")))
+                    })
+                    .transpose()?,
+                dry_run: body.dry_run,
+            },
+        })
+    }
+}
+
+/// The newest snapshots an expiry keeps: the current one at least.
+pub fn check_retain_last(n: i64) -> Result<usize> {
+    if n < 1 {
+        return Err(Error::invalid(format!(
+            "\"retain_last\" must be at least 1 (the current snapshot is always kept), not {n}"
+        )));
+    }
+    Ok(n as usize)
+}
+
+impl OrphansCommand {
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let body: MaintenanceBody = parse(bytes, "remove_orphan_files action body")?;
+        if body.retain_last.is_some() {
+            return Err(Error::invalid(
+                "\"retain_last\" goes with expire_snapshots; remove_orphan_files takes table, older_than and dry_run",
+            ));
+        }
+        Ok(Self {
+            table: body.table,
+            older_than: body
+                .older_than
+                .map(|text| {
+                    crate::age::parse_orphan_age(&text)
+                        .map_err(|err| Error::invalid(format!("\"older_than\": {err}")))
+                })
+                .transpose()?,
+            dry_run: body.dry_run,
+        })
+    }
+}
+
 /// Longest idempotency key: room for a dbt invocation id and a model's name.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 512;
 

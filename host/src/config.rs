@@ -429,6 +429,42 @@ fn seconds(text: &str) -> Result<f64, String> {
     }
 }
 
+/// How long Iceberg tables keep old snapshots and files nothing references. A
+/// table's own `history.expire.max-snapshot-age-ms` and
+/// `history.expire.min-snapshots-to-keep` properties take precedence.
+#[derive(Debug, Clone, Args)]
+pub struct MaintenanceSettings {
+    /// Snapshots younger than this are kept (e.g. 7d, 36h); older ones are expired
+    /// after commits, beyond the --snapshot-retain-last newest.
+    #[arg(long, value_name = "AGE", env = "FLOE_SNAPSHOT_RETENTION", default_value = "7d",
+          value_parser = crate::age::parse_age)]
+    pub snapshot_retention: chrono::Duration,
+    /// The newest snapshots every table keeps, however old.
+    #[arg(long, value_name = "N", env = "FLOE_SNAPSHOT_RETAIN_LAST", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub snapshot_retain_last: u64,
+    /// Files in a table's directory that no metadata references are removed once
+    /// older than this (a write in progress is younger).
+    #[arg(long, value_name = "AGE", env = "FLOE_ORPHAN_AGE", default_value = "1d",
+          value_parser = crate::age::parse_orphan_age)]
+    pub orphan_age: chrono::Duration,
+    /// Expire snapshots and remove orphan files in the background after commits.
+    #[arg(long, env = "FLOE_BACKGROUND_MAINTENANCE", default_value_t = true,
+          action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub background_maintenance: bool,
+}
+
+impl Default for MaintenanceSettings {
+    fn default() -> Self {
+        Self {
+            snapshot_retention: chrono::Duration::days(7),
+            snapshot_retain_last: 10,
+            orphan_age: chrono::Duration::days(1),
+            background_maintenance: true,
+        }
+    }
+}
+
 /// Every setting: `host serve` uses them all, `host doctor` shows them all.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
@@ -442,6 +478,8 @@ pub struct Settings {
     pub server: ServerSettings,
     #[command(flatten)]
     pub limits: RequestLimits,
+    #[command(flatten)]
+    pub maintenance: MaintenanceSettings,
 }
 
 /// The `--config` file a parse named, in whichever subcommand.

@@ -11,7 +11,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 
 use crate::access;
 use crate::auth::{Auth, Credentials, Principal, Role};
-use crate::command::{TableName, Target, Transform};
+use crate::command::{ExpireCommand, OrphansCommand, TableName, Target, Transform};
 use crate::engines::Lakehouse;
 use crate::error::Result;
 use crate::limits::{Limits, Scope};
@@ -19,7 +19,7 @@ use crate::plugins::{Chain, Plugins};
 
 // What the core's answers are made of, for front-ends.
 pub use crate::engines::duckdb::IcebergReader;
-pub use crate::engines::{Compacted, SnapshotInfo, TableInfo, Written};
+pub use crate::engines::{Compacted, Expired, Orphans, SnapshotInfo, TableInfo, Written};
 pub use crate::plugins::Entry;
 
 pub struct Core {
@@ -113,6 +113,28 @@ impl Core {
     pub async fn compact(&self, table: &TableName, scope: &Scope) -> Result<Option<Compacted>> {
         access::check_admin(scope.principal(), "compact tables")?;
         self.lakehouse.compact(table).await
+    }
+
+    pub async fn expire_snapshots(
+        &self,
+        command: &ExpireCommand,
+        scope: &Scope,
+    ) -> Result<Expired> {
+        access::check_admin(scope.principal(), "expire snapshots")?;
+        self.lakehouse
+            .expire_snapshots(&command.table, &command.options)
+            .await
+    }
+
+    pub async fn remove_orphan_files(
+        &self,
+        command: &OrphansCommand,
+        scope: &Scope,
+    ) -> Result<Orphans> {
+        access::check_admin(scope.principal(), "remove orphan files")?;
+        self.lakehouse
+            .remove_orphan_files(&command.table, command.older_than, command.dry_run)
+            .await
     }
 
     pub fn list_plugins(&self, scope: &Scope) -> Result<Vec<Entry>> {

@@ -19,6 +19,7 @@
 //! - [`cli`]: the `host` binary's edge.
 
 pub mod access;
+pub mod age;
 pub mod auth;
 pub mod blocking;
 pub mod cli;

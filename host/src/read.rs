@@ -110,13 +110,14 @@ impl Core {
 
     async fn start_read(&self, command: ReadCommand) -> Result<Batches> {
         let plan = self.lakehouse.plan_read(command).await?;
+        let pin = self.lakehouse.pin_streaming(&plan);
         if plan.ticket.transforms().is_empty() {
             tracing::debug!(query = %plan.query, "read");
             let slot = self.limits.query_slot().await?;
             let query = self.lakehouse.run(plan.query).await?;
             return Ok(Batches {
                 schema: query.schema.clone(),
-                stream: holding(query.into_stream(), slot),
+                stream: holding(query.into_stream(), (slot, pin)),
             });
         }
         let (query, chain) = self.bind(plan).await?;
@@ -125,7 +126,7 @@ impl Core {
         let result = self.lakehouse.run(query).await?;
         Ok(Batches {
             schema: chain.output_schema(),
-            stream: holding(chain.apply(result.into_stream()), slot),
+            stream: holding(chain.apply(result.into_stream()), (slot, pin)),
         })
     }
 

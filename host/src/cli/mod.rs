@@ -5,10 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::auth::Auth;
-use crate::config::{self, DuckSettings, SandboxSettings, ServerSettings, Settings, Warehouse};
+use crate::command::Target;
+use crate::config::{
+    self, DuckSettings, MaintenanceSettings, SandboxSettings, ServerSettings, Settings, Warehouse,
+};
 use crate::core::Core;
 use crate::engines::Lakehouse;
 use crate::limits::Limits;
@@ -16,6 +19,7 @@ use crate::plugins::Plugins;
 
 mod plugins;
 mod security;
+mod tables;
 
 /// floe: an Arrow Flight host for Iceberg and DuckDB tables.
 ///
@@ -54,7 +58,7 @@ enum Command {
     Doctor(Settings),
     /// Work with the warehouse's tables without a running host.
     #[command(subcommand)]
-    Tables(TablesCommand),
+    Tables(tables::TablesCommand),
     /// Register, list, inspect and remove WASM transform plugins. A running host
     /// sees changes on its next request.
     #[command(subcommand)]
@@ -65,12 +69,6 @@ enum Command {
     /// Create, list and revoke service tokens for unattended clients.
     #[command(subcommand)]
     Tokens(security::TokensCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum TablesCommand {
-    /// List every table with its target, row count and current snapshot.
-    List(TableArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,14 +106,6 @@ enum PluginsCommand {
         #[command(flatten)]
         warehouse: Warehouse,
     },
-}
-
-#[derive(Debug, Args)]
-struct TableArgs {
-    #[command(flatten)]
-    warehouse: Warehouse,
-    #[command(flatten)]
-    duck: DuckSettings,
 }
 
 /// Parse the command line; with `--config FILE`, parse it again with the file's
@@ -159,7 +149,7 @@ pub fn run() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Doctor(args) => doctor(args).await,
-            Command::Tables(TablesCommand::List(args)) => list_tables(args).await,
+            Command::Tables(command) => tables::run(command).await,
             Command::Plugins(command) => plugins::run(command),
             Command::Users(command) => security::users(command),
             Command::Tokens(command) => security::tokens(command),
@@ -170,15 +160,19 @@ pub fn run() -> anyhow::Result<()> {
     outcome
 }
 
-async fn open(warehouse: &Warehouse, duck: &DuckSettings) -> anyhow::Result<Lakehouse> {
+async fn open(
+    warehouse: &Warehouse,
+    duck: &DuckSettings,
+    maintenance: &MaintenanceSettings,
+) -> anyhow::Result<Lakehouse> {
     let dir = warehouse.dir()?;
-    Lakehouse::open(&dir, duck)
+    Lakehouse::open(&dir, duck, maintenance)
         .await
         .with_context(|| format!("opening the warehouse {}", dir.display()))
 }
 
 async fn serve(args: Settings) -> anyhow::Result<()> {
-    let lakehouse = open(&args.warehouse, &args.duck).await?;
+    let lakehouse = open(&args.warehouse, &args.duck, &args.maintenance).await?;
     let recovered = lakehouse
         .recover_writes()
         .await
@@ -294,7 +288,7 @@ fn shutdown(
 }
 
 async fn doctor(args: Settings) -> anyhow::Result<()> {
-    let lakehouse = open(&args.warehouse, &args.duck).await?;
+    let lakehouse = open(&args.warehouse, &args.duck, &args.maintenance).await?;
     let dir = args.warehouse.dir()?;
     let tables = lakehouse.list_tables().await?;
     let (reader, note) = lakehouse.iceberg_reader();
@@ -366,23 +360,32 @@ async fn doctor(args: Settings) -> anyhow::Result<()> {
         }
     );
     println!("token ttl:       {:?}", server.token_ttl());
-    Ok(())
-}
-
-async fn list_tables(args: TableArgs) -> anyhow::Result<()> {
-    let lakehouse = open(&args.warehouse, &args.duck).await?;
+    let maintenance = &args.maintenance;
     println!(
-        "{:<40} {:<8} {:>12} {:>20}",
-        "table", "target", "rows", "snapshot"
+        "snapshots kept:  the {} newest, and all younger than {}",
+        maintenance.snapshot_retain_last,
+        crate::age::format_age(maintenance.snapshot_retention)
     );
-    for table in lakehouse.list_tables().await? {
-        println!(
-            "{:<40} {:<8} {:>12} {:>20}",
-            table.name.to_string(),
-            format!("{:?}", table.target).to_lowercase(),
-            table.rows.map(|r| r.to_string()).unwrap_or_default(),
-            table.snapshot_id.map(|s| s.to_string()).unwrap_or_default()
-        );
+    println!(
+        "orphan files:    removed once older than {}{}",
+        crate::age::format_age(maintenance.orphan_age),
+        if maintenance.background_maintenance {
+            " (expiry and removal run after commits)"
+        } else {
+            " (background maintenance off)"
+        }
+    );
+    for table in tables.iter().filter(|t| t.target == Target::Iceberg) {
+        let orphans = lakehouse
+            .remove_orphan_files(&table.name, None, true)
+            .await
+            .with_context(|| format!("looking for orphan files of {}", table.name))?;
+        if orphans.files > 0 {
+            println!(
+                "  {}: {} orphan files, {} bytes (host tables gc)",
+                table.name, orphans.files, orphans.bytes
+            );
+        }
     }
     Ok(())
 }

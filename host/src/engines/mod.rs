@@ -6,6 +6,7 @@
 mod conform;
 pub mod duckdb;
 pub mod iceberg;
+mod maintain;
 mod plan;
 mod rewrite;
 mod write;
@@ -25,12 +26,14 @@ use self::iceberg::{
     local_path,
 };
 use crate::command::{TableName, Target};
-use crate::config::DuckSettings;
+use crate::config::{DuckSettings, MaintenanceSettings};
 use crate::error::{Context, Error, Result};
 use crate::metrics::metrics;
 use floe_wire::expr::ast::Expr;
 
 pub use self::duckdb::{Described, References};
+pub use self::iceberg::{Expired, Orphans};
+pub use maintain::{open_tables, retention};
 pub use plan::ReadPlan;
 use plan::{PLAN_TTL, Recent};
 pub use write::{WriteHandle, WriteOptions, Written};
@@ -39,14 +42,26 @@ pub struct Lakehouse {
     iceberg: IcebergEngine,
     duck: Arc<DuckEngine>,
     warehouse: PathBuf,
-    /// The metadata location each published DuckDB view currently reads.
-    views: tokio::sync::Mutex<HashMap<TableName, String>>,
+    /// What each published DuckDB view currently reads.
+    views: tokio::sync::Mutex<HashMap<TableName, View>>,
     /// Tables a background compaction is working on.
     compacting: std::sync::Mutex<HashSet<TableName>>,
+    maintenance: MaintenanceSettings,
+    /// Tables a background expiry is working on.
+    maintaining: std::sync::Mutex<HashSet<TableName>>,
+    /// When this process last looked for each table's orphan files.
+    orphans_checked: std::sync::Mutex<HashMap<TableName, std::time::Instant>>,
     /// Result schemas of queries over Iceberg snapshots.
     schemas: Recent<SchemaRef>,
     /// Plans of table reads of Iceberg snapshots, by pinned ticket.
     plans: Recent<ReadPlan>,
+}
+
+/// A DuckDB view over an Iceberg table: the metadata location and snapshot it reads.
+#[derive(Default)]
+struct View {
+    location: String,
+    snapshot: Option<i64>,
 }
 
 /// Where DuckDB reads an Iceberg snapshot: `whole` has all its rows, `read` those
@@ -105,7 +120,11 @@ enum Located {
 }
 
 impl Lakehouse {
-    pub async fn open(warehouse: &Path, duck: &DuckSettings) -> Result<Self> {
+    pub async fn open(
+        warehouse: &Path,
+        duck: &DuckSettings,
+        maintenance: &MaintenanceSettings,
+    ) -> Result<Self> {
         std::fs::create_dir_all(warehouse)
             .with_context(|| format!("creating the warehouse {}", warehouse.display()))?;
         let cache = PlanCache::new(duck.plan_cache_tables, duck.plan_cache_mib << 20);
@@ -122,7 +141,7 @@ impl Lakehouse {
             .list_views()
             .await?
             .into_iter()
-            .map(|name| (name, String::new()))
+            .map(|name| (name, View::default()))
             .collect();
         let lakehouse = Self {
             iceberg,
@@ -130,6 +149,9 @@ impl Lakehouse {
             warehouse: warehouse.to_path_buf(),
             views: tokio::sync::Mutex::new(known),
             compacting: Default::default(),
+            maintenance: maintenance.clone(),
+            maintaining: Default::default(),
+            orphans_checked: Default::default(),
             schemas,
             plans,
         };
@@ -290,25 +312,31 @@ impl Lakehouse {
     }
 
     /// Make every Iceberg table addressable in SQL as `ns.name`: one DuckDB view per
-    /// table, re-pointed whenever the catalog's metadata location has moved on.
-    async fn sync_views(&self) -> Result<()> {
+    /// table, re-pointed whenever the catalog's metadata location has moved on. The
+    /// snapshots the views read, for a SQL read to pin.
+    async fn sync_views(&self) -> Result<Vec<(TableName, i64)>> {
         let mut views = self.views.lock().await;
         let tables = self.iceberg.list().await?;
         let current: HashMap<_, _> = tables.into_iter().collect();
         for (name, location) in &current {
-            if views.get(name) == Some(location) {
+            if views.get(name).is_some_and(|v| &v.location == location) {
                 continue;
             }
             let Some(table) = self.iceberg.load(name).await? else {
                 continue;
             };
+            let snapshot = table.metadata().current_snapshot();
             let source = self
-                .iceberg_source(name, &table, table.metadata().current_snapshot(), None)
+                .iceberg_source(name, &table, snapshot, None)
                 .await?
                 .whole;
             match self.duck.replace_view(name, source).await {
                 Ok(()) => {
-                    views.insert(name.clone(), location.clone());
+                    let view = View {
+                        location: location.clone(),
+                        snapshot: snapshot.map(|s| s.snapshot_id()),
+                    };
+                    views.insert(name.clone(), view);
                 }
                 Err(err) => tracing::warn!(%name, %err, "Iceberg table not addressable in SQL"),
             }
@@ -322,7 +350,10 @@ impl Lakehouse {
             self.duck.drop_view(&name).await?;
             views.remove(&name);
         }
-        Ok(())
+        Ok(views
+            .iter()
+            .filter_map(|(name, view)| Some((name.clone(), view.snapshot?)))
+            .collect())
     }
 
     /// Where a table lives, or NotFound naming it.
@@ -416,12 +447,12 @@ impl Lakehouse {
     }
 }
 
-/// The SQL catalog's database file in a warehouse.
 /// Where Iceberg tables keep their files: all that DuckDB may read.
 pub fn tables_dir(warehouse: &Path) -> PathBuf {
     warehouse.join("iceberg")
 }
 
+/// The SQL catalog's database file in a warehouse.
 fn catalog_path(warehouse: &Path) -> PathBuf {
     warehouse.join("catalog.db")
 }

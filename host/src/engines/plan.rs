@@ -9,8 +9,9 @@ use arrow::datatypes::SchemaRef;
 use floe_wire::expr::parse_filter;
 
 use super::duckdb::sql::{Query, Source};
+use super::iceberg::PinGuard;
 use super::{Lakehouse, Located};
-use crate::command::{ReadCommand, TableRead};
+use crate::command::{ReadCommand, TableName, TableRead};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -24,6 +25,9 @@ pub struct ReadPlan {
     /// schema can therefore be kept. A filter's column and type errors are then
     /// reported when the read runs.
     pub shape: Option<Query>,
+    /// The Iceberg snapshots the query reads: pinned against expiry while the read
+    /// is planned and while it streams.
+    pub snapshots: Vec<(TableName, i64)>,
 }
 
 /// A table read's key among the kept plans: its JSON, as its ticket carries it.
@@ -50,27 +54,39 @@ impl Lakehouse {
         match command {
             ReadCommand::Sql(read) => {
                 // SQL sees Iceberg tables through views: make sure they are current.
-                self.sync_views().await?;
+                let snapshots = self.sync_views().await?;
+                self.iceberg.pins.planned(&snapshots, PLAN_TTL);
                 // The engine refuses anything but a SELECT before running it.
                 Ok(ReadPlan {
                     query: Query::client(&read.sql, &read.params),
                     ticket: ReadCommand::Sql(read),
                     shape: None,
+                    snapshots,
                 })
             }
             ReadCommand::Table(read) => {
                 // A ticket from GetFlightInfo pins its snapshot: its plan was just made.
                 let pinned = read.snapshot_id.is_some().then(|| json(&read));
-                if let Some(plan) = pinned.as_deref().and_then(|key| self.plans.get(key)) {
-                    return Ok(plan);
-                }
-                let plan = self.plan_table_read(read).await?;
-                if let (Some(_), ReadCommand::Table(pinned)) = (&plan.shape, &plan.ticket) {
-                    self.plans.put(json(pinned), plan.clone());
-                }
+                let kept = pinned.as_deref().and_then(|key| self.plans.get(key));
+                let plan = match kept {
+                    Some(plan) => plan,
+                    None => {
+                        let plan = self.plan_table_read(read).await?;
+                        if let (Some(_), ReadCommand::Table(pinned)) = (&plan.shape, &plan.ticket) {
+                            self.plans.put(json(pinned), plan.clone());
+                        }
+                        plan
+                    }
+                };
+                self.iceberg.pins.planned(&plan.snapshots, PLAN_TTL);
                 Ok(plan)
             }
         }
+    }
+
+    /// Keep the plan's snapshots from expiry while its read streams.
+    pub fn pin_streaming(&self, plan: &ReadPlan) -> PinGuard {
+        self.iceberg.pins.streaming(plan.snapshots.clone())
     }
 
     async fn plan_table_read(&self, mut read: TableRead) -> Result<ReadPlan> {
@@ -85,9 +101,15 @@ impl Lakehouse {
             .map(parse_filter)
             .transpose()
             .map_err(|err| Error::invalid(err.to_string()))?;
+        let mut snapshots = Vec::new();
         let (source, whole) = match self.locate(&read.table).await? {
             Located::Iceberg(table) => {
                 let snapshot = table.snapshot(read.snapshot_id, read.as_of)?;
+                snapshots.extend(
+                    snapshot
+                        .as_ref()
+                        .map(|s| (read.table.clone(), s.snapshot_id())),
+                );
                 // Pin the snapshot so DoGet reads what GetFlightInfo described.
                 read.snapshot_id = snapshot.as_ref().map(|s| s.snapshot_id());
                 read.as_of = None;
@@ -118,6 +140,7 @@ impl Lakehouse {
             query,
             ticket: ReadCommand::Table(read),
             shape,
+            snapshots,
         })
     }
 }

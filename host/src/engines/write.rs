@@ -173,6 +173,7 @@ impl WriteHandle {
                 };
                 if !committed.duplicate {
                     lakehouse.compact_when_due(&table, &committed);
+                    lakehouse.maintain_when_due(&table);
                 }
                 Ok(Written {
                     table,

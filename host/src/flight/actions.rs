@@ -39,6 +39,25 @@ pub async fn run(core: &Core, request: ActionRequest, scope: Scope) -> Result<Va
                 "data_files": compacted.map(|c| c.data_files),
             })
         }
+        ActionRequest::ExpireSnapshots(command) => {
+            let expired = core.expire_snapshots(&command, &scope).await?;
+            json!({
+                "table": command.table,
+                "expired_snapshot_ids": expired.snapshot_ids,
+                "deleted_files": expired.deleted_files,
+                "deleted_bytes": expired.deleted_bytes,
+                "dry_run": expired.dry_run,
+            })
+        }
+        ActionRequest::RemoveOrphanFiles(command) => {
+            let orphans = core.remove_orphan_files(&command, &scope).await?;
+            json!({
+                "table": command.table,
+                "files": orphans.files,
+                "bytes": orphans.bytes,
+                "dry_run": orphans.dry_run,
+            })
+        }
         ActionRequest::ListSnapshots(table) => {
             serde_json::to_value(core.snapshots(&table, &scope).await?)
                 .expect("snapshots serialize")

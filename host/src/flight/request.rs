@@ -8,7 +8,10 @@ use serde::Deserialize;
 use arrow_flight::sql::Command;
 
 use super::sql;
-use crate::command::{ExchangeCommand, PutCommand, ReadCommand, TableName, TableRead, parse};
+use crate::command::{
+    ExchangeCommand, ExpireCommand, OrphansCommand, PutCommand, ReadCommand, TableName, TableRead,
+    parse,
+};
 use crate::error::{Error, Result};
 
 /// Every action with the description ListActions shows.
@@ -38,6 +41,14 @@ pub const ACTIONS: &[(&str, &str)] = &[
         "Rewrite the small data files of the Iceberg table {\"table\": ...} as few large ones (one replace snapshot). Returns {\"table\", \"compacted\", \"snapshot_id\", \"data_files\"} (the latter two null when there was nothing to compact).",
     ),
     (
+        "expire_snapshots",
+        "Expire old snapshots of the Iceberg table {\"table\", \"retain_last\": N, \"older_than\": \"7d\" or an RFC 3339 time, \"dry_run\": bool} (unset: the table's properties, then the host's retention) and delete the files only they used. Returns {\"table\", \"expired_snapshot_ids\", \"deleted_files\", \"deleted_bytes\", \"dry_run\"}.",
+    ),
+    (
+        "remove_orphan_files",
+        "Delete the files under the Iceberg table {\"table\", \"older_than\": \"1d\", \"dry_run\": bool}'s directory that no metadata references and that are older than older_than (at least 1h; default the host's --orphan-age). Returns {\"table\", \"files\", \"bytes\", \"dry_run\"}.",
+    ),
+    (
         "list_snapshots",
         "The snapshots of the Iceberg table {\"table\": ...}: id, timestamp, operation, summary.",
     ),
@@ -50,6 +61,8 @@ pub enum ActionRequest {
     GetSchema(ReadCommand),
     DropTable(TableName),
     CompactTable(TableName),
+    ExpireSnapshots(ExpireCommand),
+    RemoveOrphanFiles(OrphansCommand),
     ListSnapshots(TableName),
     ListPlugins,
 }
@@ -63,6 +76,12 @@ impl ActionRequest {
             ActionRequest::GetSchema(command) => ("get_schema", Some(command.describe())),
             ActionRequest::DropTable(table) => ("drop_table", Some(table.to_string())),
             ActionRequest::CompactTable(table) => ("compact_table", Some(table.to_string())),
+            ActionRequest::ExpireSnapshots(command) => {
+                ("expire_snapshots", Some(command.table.to_string()))
+            }
+            ActionRequest::RemoveOrphanFiles(command) => {
+                ("remove_orphan_files", Some(command.table.to_string()))
+            }
             ActionRequest::ListSnapshots(table) => ("list_snapshots", Some(table.to_string())),
             ActionRequest::ListPlugins => ("list_plugins", None),
         }
@@ -161,6 +180,8 @@ pub fn action(action: &Action) -> Result<ActionRequest> {
         "get_schema" => ActionRequest::GetSchema(ReadCommand::from_json(body)?),
         "drop_table" => ActionRequest::DropTable(table()?),
         "compact_table" => ActionRequest::CompactTable(table()?),
+        "expire_snapshots" => ActionRequest::ExpireSnapshots(ExpireCommand::from_json(body)?),
+        "remove_orphan_files" => ActionRequest::RemoveOrphanFiles(OrphansCommand::from_json(body)?),
         "list_snapshots" => ActionRequest::ListSnapshots(table()?),
         other => {
             return Err(Error::invalid(format!(

@@ -154,7 +154,7 @@ impl IcebergEngine {
         )))
     }
 
-    fn commit_turn(&self, name: &TableName) -> Arc<tokio::sync::Mutex<()>> {
+    pub(super) fn commit_turn(&self, name: &TableName) -> Arc<tokio::sync::Mutex<()>> {
         let mut turns = self.commit_turns.lock().expect("commit turns");
         turns.entry(name.clone()).or_default().clone()
     }
@@ -287,24 +287,39 @@ impl IcebergEngine {
             return Err(changed());
         }
         let old_location = table.metadata_location().to_string();
-        let location = MetadataLocation::from_str(&old_location)
-            .context("parsing the current metadata location")?
-            .with_next_version()
-            .with_new_metadata(&metadata);
-        metadata
-            .write_to(&self.file_io, &location)
-            .await
-            .context("writing table metadata")?;
-        staged.files.push(location.to_string());
+        let location = self.write_next_metadata(&old_location, &metadata).await?;
+        staged.files.push(location.clone());
         Ok(self
-            .swap_metadata(ident, &old_location, &location.to_string())
+            .swap_metadata(ident, &old_location, &location)
             .await?
             .then_some(Landed::New(snapshot)))
     }
 
+    /// Write `metadata` as the version after the one at `old`; its location.
+    pub(super) async fn write_next_metadata(
+        &self,
+        old: &str,
+        metadata: &TableMetadata,
+    ) -> Result<String> {
+        let location = MetadataLocation::from_str(old)
+            .context("parsing the current metadata location")?
+            .with_next_version()
+            .with_new_metadata(metadata);
+        metadata
+            .write_to(&self.file_io, &location)
+            .await
+            .context("writing table metadata")?;
+        Ok(location.to_string())
+    }
+
     /// The catalog's compare-and-swap (the table layout pyiceberg and Java's JDBC
     /// catalog share): succeeds only if nobody committed since we loaded the table.
-    async fn swap_metadata(&self, ident: &TableIdent, old: &str, new: &str) -> Result<bool> {
+    pub(super) async fn swap_metadata(
+        &self,
+        ident: &TableIdent,
+        old: &str,
+        new: &str,
+    ) -> Result<bool> {
         let result = sqlx::query(
             "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
              WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? AND metadata_location = ?",

@@ -7,9 +7,12 @@
 mod cache;
 mod commit;
 mod compact;
+mod expire;
 mod journal;
 mod lanes;
+mod orphans;
 mod partition;
+mod pins;
 mod prune;
 mod rewrite;
 pub mod schema;
@@ -34,7 +37,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 pub use cache::{PlanCache, SnapshotFiles};
 pub use commit::Committed;
 pub use compact::{COMPACT_AT, COMPACT_ON_DEMAND_AT};
+pub use expire::{Expired, Retention};
 pub use lanes::parquet_properties;
+pub use orphans::Orphans;
+pub use pins::{PinGuard, Pins};
 pub use prune::{Condition, conditions};
 pub use rewrite::{RewriteBase, Staged, may_match};
 pub use write::{RowsWrite, TableWrite, WriteOp};
@@ -56,6 +62,8 @@ pub struct IcebergEngine {
     /// One lock per table: this process's commits to a table take turns (see `commit`).
     commit_turns: std::sync::Mutex<HashMap<TableName, Arc<tokio::sync::Mutex<()>>>>,
     cache: PlanCache,
+    /// Snapshots this host's reads are using: expiry keeps them.
+    pub pins: Pins,
 }
 
 /// A table as the catalog currently knows it.
@@ -92,8 +100,9 @@ impl LoadedTable {
                 .map(Some)
                 .ok_or_else(|| {
                     Error::not_found(format!(
-                        "snapshot {id} not found in {}",
-                        self.table.identifier()
+                        "snapshot {id} not found in {}{}",
+                        self.table.identifier(),
+                        self.expired_note()
                     ))
                 }),
             (None, Some(at)) => {
@@ -107,12 +116,30 @@ impl LoadedTable {
                 match entry {
                     Some(entry) => Ok(metadata.snapshot_by_id(entry.snapshot_id).cloned()),
                     None => Err(Error::not_found(format!(
-                        "{} has no snapshot as of {at}",
-                        self.table.identifier()
+                        "{} has no snapshot as of {at}{}",
+                        self.table.identifier(),
+                        self.expired_note()
                     ))),
                 }
             }
             (None, None) => Ok(metadata.current_snapshot().cloned()),
+        }
+    }
+
+    /// When older snapshots were expired (the oldest one kept has a parent the
+    /// table no longer has), what a time-travel error adds.
+    fn expired_note(&self) -> String {
+        let metadata = self.metadata();
+        let Some(oldest) = metadata.snapshots().min_by_key(|s| s.timestamp_ms()) else {
+            return String::new();
+        };
+        match oldest.parent_snapshot_id() {
+            Some(parent) if metadata.snapshot_by_id(parent).is_none() => {
+                let since = DateTime::<Utc>::from_timestamp_millis(oldest.timestamp_ms())
+                    .map_or_else(String::new, |t| t.to_rfc3339());
+                format!(": older snapshots were expired; the oldest kept is from {since}")
+            }
+            _ => String::new(),
         }
     }
 
@@ -219,6 +246,7 @@ impl IcebergEngine {
             root: root.to_path_buf(),
             commit_turns: Default::default(),
             cache,
+            pins: Pins::default(),
         })
     }
 
