@@ -56,7 +56,8 @@ enum Command {
     /// Check the warehouse, report which Iceberg read path DuckDB will use, and show
     /// every setting in effect.
     Doctor(Settings),
-    /// Work with the warehouse's tables without a running host.
+    /// Work with the warehouse's tables: list them (with no host serving the
+    /// warehouse), expire their snapshots and remove orphan files (also beside one).
     #[command(subcommand)]
     Tables(tables::TablesCommand),
     /// Register, list, inspect and remove WASM transform plugins. A running host

@@ -16,7 +16,8 @@ pub enum TablesCommand {
     /// Expire old snapshots of a table (or of every Iceberg table) and delete the
     /// files only they used. Unset options fall back to the table's
     /// history.expire.* properties, then to --snapshot-retain-last and
-    /// --snapshot-retention.
+    /// --snapshot-retention. A serving host's reads in flight are not seen from
+    /// here: keep --older-than longer than your longest read.
     Expire {
         /// `ns.name`; every Iceberg table when absent.
         table: Option<String>,
