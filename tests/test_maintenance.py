@@ -292,3 +292,23 @@ def _ignore(f):
         f()
     except Exception:  # noqa: BLE001 - the host dies under it
         pass
+
+
+def test_tables_another_engine_writes_are_maintained_by_their_own_paths(host, client):
+    """pyiceberg writes into floe's catalog with its own path forms: the orphan walk
+    finds every file it wrote referenced, and expiry deletes what only expired
+    snapshots used."""
+    client.put({"table": "keep.shared"}, data.table(100))
+    t = catalog(host.warehouse).load_table("keep.shared")
+    for i in range(3):
+        t.append(data.table(10, start=1000 + i * 10).cast(t.schema().as_arrow()))
+    directory = table_dir(host.warehouse, "keep.shared")
+    for path in files_on_disk(directory):
+        os.utime(path, (TWO_DAYS_AGO, TWO_DAYS_AGO))
+    assert client.action("remove_orphan_files", {"table": "keep.shared", "dry_run": True})["files"] == 0
+    t.overwrite(data.table(5, start=5000).cast(t.schema().as_arrow()))
+    done = client.action("expire_snapshots", {"table": "keep.shared", "retain_last": 1, "older_than": "0s"})
+    assert len(done["expired_snapshot_ids"]) >= 4 and done["deleted_files"] > 0
+    assert len(snapshots(client, "keep.shared")) == 1 and client.rows("keep.shared") == 5
+    for sid, needed in reachable(host.warehouse, "keep.shared").items():
+        assert all(os.path.exists(f) for f in needed), sid

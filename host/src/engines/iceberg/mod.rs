@@ -204,9 +204,13 @@ pub struct LiveFile {
     pub spec_id: i32,
 }
 
-/// A `file://` URL's path; other strings unchanged.
+/// A `file:` URL's path; other strings unchanged.
 pub fn local_path(location: &str) -> &str {
-    location.strip_prefix("file://").unwrap_or(location)
+    // `file:/x` is the same place as `file:///x` (some writers use the short form).
+    location
+        .strip_prefix("file://")
+        .or_else(|| location.strip_prefix("file:"))
+        .unwrap_or(location)
 }
 
 fn ident(name: &TableName) -> Result<TableIdent> {

@@ -42,43 +42,67 @@ impl IcebergEngine {
         }
         let referenced = referenced(&table).await?;
         let cutoff = SystemTime::now() - older_than;
+        let current = local_path(table.metadata_location());
+        let (orphans, seen_current) = unreferenced(root, &referenced, current, cutoff).await;
+        // The walk must meet the metadata file it started from: if it did not, the
+        // metadata's paths do not name the files on disk, and nothing is safe to delete.
+        if !seen_current {
+            return Err(Error::internal(format!(
+                "{name}: the files under {} do not match the paths its metadata names \
+                 ({}); no orphan file was removed",
+                metadata.location(),
+                table.metadata_location()
+            )));
+        }
         let mut found = Orphans {
             dry_run,
             ..Default::default()
         };
-        let mut dirs = vec![root];
-        while let Some(dir) = dirs.pop() {
-            let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
+        for (path, size) in orphans {
+            if !dry_run && let Err(err) = tokio::fs::remove_file(&path).await {
+                tracing::warn!(path = %path.display(), %err, "could not remove an orphan file");
                 continue;
-            };
-            while let Ok(Some(entry)) = entries.next_entry().await {
-                let Ok(meta) = entry.metadata().await else {
-                    continue;
-                };
-                let path = entry.path();
-                if meta.is_dir() {
-                    dirs.push(path);
-                    continue;
-                }
-                let text = path.to_string_lossy();
-                if referenced.contains(text.as_ref())
-                    || meta.modified().map_or(true, |m| m > cutoff)
-                {
-                    continue;
-                }
-                if !dry_run && let Err(err) = tokio::fs::remove_file(&path).await {
-                    tracing::warn!(path = %text, %err, "could not remove an orphan file");
-                    continue;
-                }
-                found.files += 1;
-                found.bytes += meta.len();
             }
+            found.files += 1;
+            found.bytes += size;
         }
         if found.files > 0 && !dry_run {
             tracing::info!(table = %name, files = found.files, bytes = found.bytes, "removed orphan files");
         }
         Ok(found)
     }
+}
+
+/// The files under `root` that `referenced` does not name and that were last
+/// modified before `cutoff`, with their sizes; and whether the walk met `current`
+/// (the table's metadata file) among the referenced ones.
+async fn unreferenced(
+    root: PathBuf,
+    referenced: &HashSet<String>,
+    current: &str,
+    cutoff: SystemTime,
+) -> (Vec<(PathBuf, u64)>, bool) {
+    let (mut orphans, mut seen_current) = (Vec::new(), false);
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
+            continue;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let Ok(meta) = entry.metadata().await else {
+                continue;
+            };
+            let path = entry.path();
+            if meta.is_dir() {
+                dirs.push(path);
+            } else if referenced.contains(path.to_string_lossy().as_ref()) {
+                seen_current |= path.to_string_lossy() == current;
+            } else if meta.modified().is_ok_and(|m| m < cutoff) {
+                orphans.push((path, meta.len()));
+            }
+        }
+    }
+    (orphans, seen_current)
 }
 
 /// Every file the table's metadata leads to, as local paths: the current metadata
