@@ -312,3 +312,14 @@ def test_tables_another_engine_writes_are_maintained_by_their_own_paths(host, cl
     assert len(snapshots(client, "keep.shared")) == 1 and client.rows("keep.shared") == 5
     for sid, needed in reachable(host.warehouse, "keep.shared").items():
         assert all(os.path.exists(f) for f in needed), sid
+
+
+def test_a_read_whose_snapshot_another_process_expired_answers_not_found(host, client):
+    client.put({"table": "keep.gone", "mode": "overwrite"}, data.table(100))
+    info = client.info({"table": "keep.gone"})  # plans (and, in this host, pins) the snapshot
+    client.put({"table": "keep.gone", "mode": "overwrite"}, data.table(10))
+    # The command line does not see the host's pins: the planned snapshot's files go.
+    cli("tables", "expire", "keep.gone", "--retain-last", "1", "--older-than", "0s", "-w", str(host.warehouse))
+    with pytest.raises(KeyError, match="snapshot expired meanwhile"):
+        client.flight.do_get(info.endpoints[0].ticket, client.options).read_all()
+    assert client.rows("keep.gone") == 10

@@ -41,6 +41,14 @@ pub fn classify(message: String) -> Error {
     .any(|kind| message.contains(kind))
     {
         Error::InvalidArgument(message)
+    } else if message.contains("IO Error")
+        && (message.contains("No such file or directory")
+            || message.contains("No files found that match"))
+    {
+        // Tables' files are only deleted with the snapshots that used them.
+        Error::NotFound(format!(
+            "a file the read needs is not there (was its snapshot expired meanwhile?): {message}"
+        ))
     } else if message.contains("INTERRUPT Error") {
         Error::Cancelled("the query was interrupted".to_string())
     } else if message.contains("Out of Memory Error") {
