@@ -25,6 +25,11 @@ pub struct Warehouse {
         default_value = "warehouse"
     )]
     pub warehouse: PathBuf,
+    /// The SQL catalog: a PostgreSQL database many hosts share
+    /// (postgres://user:password@host:port/db) or a SQLite file
+    /// [default: catalog.db in the warehouse].
+    #[arg(long, value_name = "URI", env = "FLOE_CATALOG")]
+    pub catalog: Option<String>,
     /// A TOML file of settings: any of the keys named by the flags here, with `_` for
     /// `-` (e.g. `port = 8817`). Flags and environment variables override it.
     #[arg(long, value_name = "FILE", env = "FLOE_CONFIG")]

@@ -25,6 +25,9 @@ pub enum Error {
     /// A request floe understands but does not serve (a Flight SQL command it lacks).
     #[error("{0}")]
     Unimplemented(String),
+    /// A service floe depends on (the catalog database) cannot be reached now.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{context}: {source}")]
     Iceberg {
         context: String,
@@ -66,6 +69,7 @@ impl Error {
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::Cancelled(_) => Code::Cancelled,
             Error::Unimplemented(_) => Code::Unimplemented,
+            Error::Unavailable(_) => Code::Unavailable,
             Error::Iceberg { source, .. } => match source.kind() {
                 iceberg::ErrorKind::TableNotFound | iceberg::ErrorKind::NamespaceNotFound => {
                     Code::NotFound

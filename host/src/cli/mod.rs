@@ -167,7 +167,7 @@ async fn open(
     maintenance: &MaintenanceSettings,
 ) -> anyhow::Result<Lakehouse> {
     let dir = warehouse.dir()?;
-    Lakehouse::open(&dir, duck, maintenance)
+    Lakehouse::open(&dir, warehouse.catalog.as_deref(), duck, maintenance)
         .await
         .with_context(|| format!("opening the warehouse {}", dir.display()))
 }
@@ -297,7 +297,7 @@ async fn doctor(args: Settings) -> anyhow::Result<()> {
     println!("floe host {}", version());
     println!("warehouse:       {}", dir.display());
     for (what, path) in lakehouse.files() {
-        println!("{:<16} {}", format!("{what}:"), path.display());
+        println!("{:<16} {path}", format!("{what}:"));
     }
     println!(
         "iceberg reader:  {reader:?}{}",

@@ -22,8 +22,8 @@ use arrow::datatypes::SchemaRef;
 use self::duckdb::sql::{Query, Source};
 use self::duckdb::{DuckEngine, IcebergReader, QueryStream};
 use self::iceberg::{
-    COMPACT_AT, COMPACT_ON_DEMAND_AT, Committed, IcebergEngine, LoadedTable, PlanCache, conditions,
-    local_path,
+    COMPACT_AT, COMPACT_ON_DEMAND_AT, CatalogDb, Committed, IcebergEngine, LoadedTable, PlanCache,
+    conditions, local_path,
 };
 use crate::command::{TableName, Target};
 use crate::config::{DuckSettings, MaintenanceSettings};
@@ -120,8 +120,11 @@ enum Located {
 }
 
 impl Lakehouse {
+    /// The warehouse at `warehouse`, its catalog at `catalog` (a postgres:// URI or a
+    /// SQLite file; default `catalog.db` in the warehouse).
     pub async fn open(
         warehouse: &Path,
+        catalog: Option<&str>,
         duck: &DuckSettings,
         maintenance: &MaintenanceSettings,
     ) -> Result<Self> {
@@ -133,8 +136,12 @@ impl Lakehouse {
             Recent::new(capacity, None),
             Recent::new(capacity, Some(PLAN_TTL)),
         );
-        let iceberg =
-            IcebergEngine::open(&catalog_path(warehouse), &tables_dir(warehouse), cache).await?;
+        let iceberg = IcebergEngine::open(
+            catalog_db(warehouse, catalog)?,
+            &tables_dir(warehouse),
+            cache,
+        )
+        .await?;
         let duck = DuckEngine::open(warehouse, duck).await?;
         // Views left by an earlier run are re-pointed, or dropped if their table is gone.
         let known = duck
@@ -170,12 +177,18 @@ impl Lakehouse {
         (self.duck.reader, self.duck.reader_note.as_deref())
     }
 
-    /// The files that hold the warehouse's state, by what they are.
-    pub fn files(&self) -> Vec<(&'static str, PathBuf)> {
+    /// Where the warehouse's state is kept, by what it is.
+    pub fn files(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("catalog", catalog_path(&self.warehouse)),
-            ("duckdb", duckdb::database_path(&self.warehouse)),
-            ("duckdb spill", duckdb::spill_path(&self.warehouse)),
+            ("catalog", self.iceberg.catalog_db().describe()),
+            (
+                "duckdb",
+                duckdb::database_path(&self.warehouse).display().to_string(),
+            ),
+            (
+                "duckdb spill",
+                duckdb::spill_path(&self.warehouse).display().to_string(),
+            ),
         ]
     }
 
@@ -452,7 +465,7 @@ pub fn tables_dir(warehouse: &Path) -> PathBuf {
     warehouse.join("iceberg")
 }
 
-/// The SQL catalog's database file in a warehouse.
-fn catalog_path(warehouse: &Path) -> PathBuf {
-    warehouse.join("catalog.db")
+/// The SQL catalog: `uri`, or the database file `catalog.db` in the warehouse.
+fn catalog_db(warehouse: &Path, uri: Option<&str>) -> Result<CatalogDb> {
+    CatalogDb::new(uri, &warehouse.join("catalog.db"))
 }

@@ -320,19 +320,20 @@ impl IcebergEngine {
         old: &str,
         new: &str,
     ) -> Result<bool> {
-        let result = sqlx::query(
+        let text = self.db.sql(
             "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
              WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? AND metadata_location = ?",
-        )
-        .bind(new)
-        .bind(old)
-        .bind(CATALOG_NAME)
-        .bind(ident.namespace().join("."))
-        .bind(ident.name())
-        .bind(old)
-        .execute(&self.pool)
-        .await
-        .map_err(|err| Error::internal(format!("updating the catalog: {err}")))?;
+        );
+        let result = sqlx::query(&text)
+            .bind(new)
+            .bind(old)
+            .bind(CATALOG_NAME)
+            .bind(ident.namespace().join("."))
+            .bind(ident.name())
+            .bind(old)
+            .execute(&self.pool)
+            .await
+            .map_err(|err| super::catalog_error("updating the catalog", err))?;
         Ok(result.rows_affected() == 1)
     }
 

@@ -5,6 +5,7 @@
 //! that append and atomic overwrite go through one compare-and-swap path.
 
 mod cache;
+mod catalog_db;
 mod commit;
 mod compact;
 mod expire;
@@ -32,9 +33,10 @@ use iceberg::spec::{
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableIdent};
 use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::AnyPool;
 
 pub use cache::{PlanCache, SnapshotFiles};
+pub use catalog_db::CatalogDb;
 pub use commit::Committed;
 pub use compact::{COMPACT_AT, COMPACT_ON_DEMAND_AT};
 pub use expire::{Expired, Retention};
@@ -55,7 +57,8 @@ pub const CATALOG_NAME: &str = "floe";
 pub struct IcebergEngine {
     catalog: SqlCatalog,
     /// A direct connection to the catalog database for the commit's compare-and-swap.
-    pool: SqlitePool,
+    pool: AnyPool,
+    db: CatalogDb,
     file_io: FileIO,
     /// Where new tables are placed: `<root>/<namespace>/<name>-<id>`.
     root: PathBuf,
@@ -213,39 +216,46 @@ pub fn local_path(location: &str) -> &str {
         .unwrap_or(location)
 }
 
+/// A failed catalog statement: Unavailable when the database cannot be reached
+/// (the request may be retried), Internal otherwise.
+pub(super) fn catalog_error(doing: &str, err: sqlx::Error) -> Error {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            Error::Unavailable(format!(
+                "{doing}: the catalog database is unreachable: {err}"
+            ))
+        }
+        err => Error::internal(format!("{doing}: {err}")),
+    }
+}
+
 fn ident(name: &TableName) -> Result<TableIdent> {
     TableIdent::from_strs([name.namespace.as_str(), name.name.as_str()]).context("table name")
 }
 
 impl IcebergEngine {
-    pub async fn open(catalog_db: &Path, root: &Path, cache: PlanCache) -> Result<Self> {
+    pub async fn open(db: CatalogDb, root: &Path, cache: PlanCache) -> Result<Self> {
         std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
-        let uri = format!("sqlite://{}?mode=rwc", catalog_db.display());
+        // floe's own pool first: an unreachable database is reported as such.
+        let pool = db.pool().await?;
         let props = HashMap::from([
-            ("uri".to_string(), uri),
+            ("uri".to_string(), db.uri()),
             (
                 "warehouse".to_string(),
                 format!("file://{}", root.display()),
             ),
-            ("sql_bind_style".to_string(), "QMark".to_string()),
+            ("sql_bind_style".to_string(), db.bind_style().to_string()),
         ]);
         let catalog = SqlCatalogBuilder::default()
             .with_storage_factory(Arc::new(LocalFsStorageFactory))
             .load(CATALOG_NAME, props)
             .await
-            .with_context(|| format!("opening the SQL catalog {}", catalog_db.display()))?;
-        let options = SqliteConnectOptions::new()
-            .filename(catalog_db)
-            .busy_timeout(std::time::Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(|err| Error::internal(format!("opening {}: {err}", catalog_db.display())))?;
+            .with_context(|| format!("opening the SQL catalog {}", db.describe()))?;
         let file_io = FileIOBuilder::new(Arc::new(LocalFsStorageFactory)).build();
         Ok(Self {
             catalog,
             pool,
+            db,
             file_io,
             root: root.to_path_buf(),
             commit_turns: Default::default(),
@@ -294,37 +304,44 @@ impl IcebergEngine {
         Ok(files)
     }
 
+    /// Where the catalog lives.
+    pub fn catalog_db(&self) -> &CatalogDb {
+        &self.db
+    }
+
     pub fn caching(&self) -> bool {
         self.cache.enabled()
     }
 
     /// The table's current metadata location in the catalog, if it is there.
     async fn location(&self, name: &TableName) -> Result<Option<String>> {
-        let row: Option<(Option<String>,)> = sqlx::query_as(
+        let text = self.db.sql(
             "SELECT metadata_location FROM iceberg_tables \
              WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
              AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)",
-        )
-        .bind(CATALOG_NAME)
-        .bind(&name.namespace)
-        .bind(&name.name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|err| Error::internal(format!("looking up {name} in the catalog: {err}")))?;
+        );
+        let row: Option<(Option<String>,)> = sqlx::query_as(&text)
+            .bind(CATALOG_NAME)
+            .bind(&name.namespace)
+            .bind(&name.name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|err| catalog_error(&format!("looking up {name} in the catalog"), err))?;
         Ok(row.and_then(|(location,)| location))
     }
 
     /// Every table with its current metadata location, straight from the catalog.
     pub async fn list(&self) -> Result<Vec<(TableName, String)>> {
-        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        let text = self.db.sql(
             "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables \
              WHERE catalog_name = ? AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) \
              ORDER BY table_namespace, table_name",
-        )
-        .bind(CATALOG_NAME)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|err| Error::internal(format!("listing the catalog: {err}")))?;
+        );
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(&text)
+            .bind(CATALOG_NAME)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|err| catalog_error("listing the catalog", err))?;
         Ok(rows
             .into_iter()
             .filter_map(|(ns, name, location)| {

@@ -34,7 +34,7 @@ async fn data_files(
 
 async fn engine(dir: &tempfile::TempDir) -> IcebergEngine {
     IcebergEngine::open(
-        &dir.path().join("catalog.db"),
+        super::CatalogDb::Sqlite(dir.path().join("catalog.db")),
         &dir.path().join("iceberg"),
         super::PlanCache::new(16, 1 << 20),
     )
