@@ -454,17 +454,20 @@ impl ExpireCommand {
             table: body.table,
             options: ExpireOptions {
                 retain_last: body.retain_last.map(check_retain_last).transpose()?,
-                older_than: body
-                    .older_than
-                    .map(|text| {
-                        crate::age::parse_time_or_age(&text)
-                            .map_err(|err| Error::invalid(format!("\"older_than\": {err}")))
-                    })
-                    .transpose()?,
+                older_than: older_than(body.older_than, crate::age::parse_time_or_age)?,
                 dry_run: body.dry_run,
             },
         })
     }
+}
+
+/// A maintenance body's `older_than`, read by `parse`.
+fn older_than<T>(
+    text: Option<String>,
+    parse: fn(&str) -> std::result::Result<T, String>,
+) -> Result<Option<T>> {
+    text.map(|text| parse(&text).map_err(|err| Error::invalid(format!("\"older_than\": {err}"))))
+        .transpose()
 }
 
 /// The newest snapshots an expiry keeps: the current one at least.
@@ -487,13 +490,7 @@ impl OrphansCommand {
         }
         Ok(Self {
             table: body.table,
-            older_than: body
-                .older_than
-                .map(|text| {
-                    crate::age::parse_orphan_age(&text)
-                        .map_err(|err| Error::invalid(format!("\"older_than\": {err}")))
-                })
-                .transpose()?,
+            older_than: older_than(body.older_than, crate::age::parse_orphan_age)?,
             dry_run: body.dry_run,
         })
     }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::compact::is_small;
 use super::journal::WRITE_ID;
 use super::write::{Base, TableWrite, WriteOp, WritePlan};
-use super::{CATALOG_NAME, IcebergEngine, ident};
+use super::{CATALOG_NAME, IcebergEngine, ident, snapshot_carrying};
 use crate::command::TableName;
 use crate::error::{Context, Error, Result};
 
@@ -452,16 +452,7 @@ impl WritePlan {
     /// an overwrite since does not make a retry new. Past expiry the key is forgotten.
     fn committed_before(&self, metadata: &TableMetadata) -> Option<SnapshotRef> {
         let key = self.idempotency_key.as_deref()?;
-        metadata
-            .snapshots()
-            .find(|s| {
-                s.summary()
-                    .additional_properties
-                    .get(IDEMPOTENCY_KEY)
-                    .map(String::as_str)
-                    == Some(key)
-            })
-            .cloned()
+        snapshot_carrying(metadata, IDEMPOTENCY_KEY, key).cloned()
     }
 }
 

@@ -307,7 +307,7 @@ async fn stale_metadata_files(table: &LoadedTable) -> Vec<String> {
 }
 
 /// Whether `path` lies in the table directory `location`.
-pub(super) fn inside(path: &str, location: &str) -> bool {
+fn inside(path: &str, location: &str) -> bool {
     let location = local_path(location).trim_end_matches('/');
     local_path(path)
         .strip_prefix(location)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{IcebergEngine, local_path};
+use super::{IcebergEngine, files_under, local_path, snapshot_carrying};
 use crate::command::TableName;
 use crate::error::{Context, Result};
 
@@ -98,31 +98,24 @@ impl IcebergEngine {
         let Some(table) = self.load(&name).await? else {
             return Ok(false);
         };
-        Ok(table.metadata().snapshots().any(|snapshot| {
-            snapshot.summary().additional_properties.get(WRITE_ID) == Some(&record.file_prefix)
-        }))
+        Ok(snapshot_carrying(table.metadata(), WRITE_ID, &record.file_prefix).is_some())
     }
 }
 
 /// Delete the files under `data_dir` whose names start with `prefix`; how many.
 pub(super) async fn delete_prefixed(data_dir: &str, prefix: &str) -> usize {
-    // Partitioned tables keep their files in a directory per partition value.
-    let mut dirs = vec![std::path::PathBuf::from(local_path(data_dir))];
     let mut deleted = 0;
-    while let Some(dir) = dirs.pop() {
-        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
+    for (path, _) in files_under(PathBuf::from(local_path(data_dir))).await {
+        if !path
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with(prefix))
+        {
             continue;
-        };
-        while let Ok(Some(entry)) = entries.next_entry().await {
-            if entry.file_type().await.is_ok_and(|t| t.is_dir()) {
-                dirs.push(entry.path());
-            } else if entry.file_name().to_string_lossy().starts_with(prefix) {
-                match tokio::fs::remove_file(entry.path()).await {
-                    Ok(()) => deleted += 1,
-                    Err(err) => {
-                        tracing::warn!(path = %entry.path().display(), %err, "could not delete an aborted data file")
-                    }
-                }
+        }
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => deleted += 1,
+            Err(err) => {
+                tracing::warn!(path = %path.display(), %err, "could not delete an aborted data file")
             }
         }
     }

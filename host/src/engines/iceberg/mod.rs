@@ -216,6 +216,42 @@ pub fn local_path(location: &str) -> &str {
         .unwrap_or(location)
 }
 
+/// Every file under `root`, at any depth (partitioned tables keep a directory per
+/// partition value), with its metadata. Unreadable entries are skipped.
+pub(super) async fn files_under(root: PathBuf) -> Vec<(PathBuf, std::fs::Metadata)> {
+    let (mut files, mut dirs) = (Vec::new(), vec![root]);
+    while let Some(dir) = dirs.pop() {
+        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
+            continue;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            match entry.metadata().await {
+                Ok(meta) if meta.is_dir() => dirs.push(entry.path()),
+                Ok(meta) => files.push((entry.path(), meta)),
+                Err(_) => {}
+            }
+        }
+    }
+    files
+}
+
+/// The snapshot whose summary has `property` = `value` (a write's id, an upload's
+/// idempotency key), among those the table keeps.
+pub(super) fn snapshot_carrying<'m>(
+    metadata: &'m TableMetadata,
+    property: &str,
+    value: &str,
+) -> Option<&'m SnapshotRef> {
+    metadata.snapshots().find(|snapshot| {
+        snapshot
+            .summary()
+            .additional_properties
+            .get(property)
+            .map(String::as_str)
+            == Some(value)
+    })
+}
+
 /// A failed catalog statement: Unavailable when the database cannot be reached
 /// (the request may be retried), Internal otherwise.
 pub(super) fn catalog_error(doing: &str, err: sqlx::Error) -> Error {

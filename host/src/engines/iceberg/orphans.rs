@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::expire::Reached;
-use super::{IcebergEngine, local_path};
+use super::{IcebergEngine, files_under, local_path};
 use crate::command::TableName;
 use crate::error::{Error, Result};
 
@@ -83,23 +83,11 @@ async fn unreferenced(
     cutoff: SystemTime,
 ) -> (Vec<(PathBuf, u64)>, bool) {
     let (mut orphans, mut seen_current) = (Vec::new(), false);
-    let mut dirs = vec![root];
-    while let Some(dir) = dirs.pop() {
-        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
-            continue;
-        };
-        while let Ok(Some(entry)) = entries.next_entry().await {
-            let Ok(meta) = entry.metadata().await else {
-                continue;
-            };
-            let path = entry.path();
-            if meta.is_dir() {
-                dirs.push(path);
-            } else if referenced.contains(path.to_string_lossy().as_ref()) {
-                seen_current |= path.to_string_lossy() == current;
-            } else if meta.modified().is_ok_and(|m| m < cutoff) {
-                orphans.push((path, meta.len()));
-            }
+    for (path, meta) in files_under(root).await {
+        if referenced.contains(path.to_string_lossy().as_ref()) {
+            seen_current |= path.to_string_lossy() == current;
+        } else if meta.modified().is_ok_and(|m| m < cutoff) {
+            orphans.push((path, meta.len()));
         }
     }
     (orphans, seen_current)
