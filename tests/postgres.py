@@ -51,6 +51,12 @@ class Postgres:
         self._run(_binary("pg_ctl"), "-D", str(self.dir / "data"), "-w", "-l", str(self.dir / "log"),
                   "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start")
 
+    def database(self, name: str) -> str:
+        """A new, empty database `name` (letters, digits, `_`); its URI."""
+        name = "".join(c if c.isalnum() else "_" for c in name)
+        self.sql(f'CREATE DATABASE "{name}"', database="postgres")
+        return f"postgres://{self.user}@127.0.0.1:{self.port}/{name}"
+
     def sql(self, statement: str, database: str = "floe") -> str:
         return subprocess.run([_binary("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", database,
                                "-At", "-c", statement], check=True, capture_output=True, text=True).stdout

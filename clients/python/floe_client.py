@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -95,6 +98,74 @@ class Host:
         self.stop()
 
 
+def endpoint_batches(info: flight.FlightInfo, connect: Callable[[str | None], flight.FlightClient],
+                     options: flight.FlightCallOptions, parallel: int = 8) -> pa.RecordBatchReader:
+    """Every endpoint of `info`, fetched in parallel (up to `parallel` at once), as one
+    stream of batches in arrival order. `connect(location)` gives a client for an
+    endpoint's first location (None: the host that planned the read). A split read's
+    endpoints list its hosts in a different order each, so fetching them in parallel
+    spreads the work. Memory stays bounded: each fetch waits while the consumer is
+    behind. An endpoint's error ends the stream with that error."""
+    endpoints = list(info.endpoints)
+    if len(endpoints) == 1 and not endpoints[0].locations:
+        # Batch by batch from Python, so that a failure keeps its Flight error class
+        # (FlightStreamReader.to_reader() turns them all into OSError).
+        stream = connect(None).do_get(endpoints[0].ticket, options)
+        return pa.RecordBatchReader.from_batches(stream.schema, (chunk.data for chunk in stream))
+    batches: queue.Queue = queue.Queue(maxsize=2 * max(1, min(parallel, len(endpoints))))
+    pending = queue.Queue()
+    for endpoint in endpoints:
+        pending.put(endpoint)
+    stop = threading.Event()
+    done = object()
+
+    def offer(item) -> bool:
+        while not stop.is_set():
+            try:
+                batches.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch():
+        try:
+            while not stop.is_set():
+                try:
+                    endpoint = pending.get_nowait()
+                except queue.Empty:
+                    break
+                location = endpoint.locations[0].uri.decode() if endpoint.locations else None
+                reader = connect(location).do_get(endpoint.ticket, options)
+                for chunk in reader:
+                    if not offer(chunk.data):
+                        return
+        except BaseException as err:  # handed to the consumer, which raises it
+            offer(err)
+        finally:
+            offer(done)
+
+    workers = [threading.Thread(target=fetch, daemon=True) for _ in range(min(parallel, len(endpoints)))]
+    for worker in workers:
+        worker.start()
+
+    def stream() -> Iterator[pa.RecordBatch]:
+        finished = 0
+        try:
+            while finished < len(workers):
+                item = batches.get()
+                if item is done:
+                    finished += 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            stop.set()
+
+    return pa.RecordBatchReader.from_batches(info.schema, stream())
+
+
 class Client:
     """Calls to one host. With `user` and `password` it authenticates once (Flight
     Handshake) and sends the bearer token it gets on every call; with `token` (a
@@ -103,7 +174,10 @@ class Client:
     def __init__(self, location: str, *, user: str | None = None, password: str | None = None,
                  token: str | None = None, tls_root_certs: bytes | None = None):
         kwargs = {"tls_root_certs": tls_root_certs} if tls_root_certs else {}
+        self._connect_kwargs = kwargs
         self.flight = flight.FlightClient(location, **kwargs)
+        self._hosts = {location: self.flight}
+        self._hosts_lock = threading.Lock()
         headers = []
         if user is not None:
             headers.append(self.flight.authenticate_basic_token(user, password or ""))
@@ -135,10 +209,23 @@ class Client:
     def info(self, command: dict) -> flight.FlightInfo:
         return self.flight.get_flight_info(flight.FlightDescriptor.for_command(json.dumps(command)), self.options)
 
-    def read(self, command: dict) -> pa.Table:
-        """GetFlightInfo, then DoGet on its ticket."""
-        info = self.info(command)
-        return self.flight.do_get(info.endpoints[0].ticket, self.options).read_all()
+    def host(self, location: str | None) -> flight.FlightClient:
+        """A client for another host of the cluster (None: this one), kept for reuse;
+        the same credentials are valid on every host sharing the warehouse."""
+        if location is None:
+            return self.flight
+        with self._hosts_lock:
+            if location not in self._hosts:
+                self._hosts[location] = flight.FlightClient(location, **self._connect_kwargs)
+            return self._hosts[location]
+
+    def reader(self, command: dict, parallel: int = 8) -> pa.RecordBatchReader:
+        """GetFlightInfo, then DoGet on every endpoint it returns, in parallel."""
+        return endpoint_batches(self.info(command), self.host, self.options, parallel)
+
+    def read(self, command: dict, parallel: int = 8) -> pa.Table:
+        """The whole result of `command` (every endpoint, fetched in parallel)."""
+        return self.reader(command, parallel).read_all()
 
     def get(self, command: dict) -> pa.Table:
         """DoGet with the command as the ticket, no planning round trip."""

@@ -46,6 +46,7 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig, TargetConfig
 from dbt.adapters.events.logging import AdapterLogger
 from dbt_common.invocation import get_invocation_id
+from floe_client import endpoint_batches
 
 logger = AdapterLogger("floe")
 
@@ -93,6 +94,7 @@ class Plugin(BasePlugin):
         self.timeout = float(config.get("timeout", 600))
         self.run_id = str(config["run_id"]) if "run_id" in config else None
         self._client: flight.FlightClient | None = None
+        self._hosts: dict[str, flight.FlightClient] = {}
 
     def client(self) -> flight.FlightClient:
         """Connected and authenticated once, checked at once: a host that is down or
@@ -124,6 +126,16 @@ class Plugin(BasePlugin):
             self._client = client
         return self._client
 
+    def host(self, location: str | None) -> flight.FlightClient:
+        """The client for an endpoint's host: another host of the cluster serving the
+        warehouse (the same credentials hold there), or this one (None)."""
+        if location is None or location == self.location:
+            return self.client()
+        if location not in self._hosts:
+            kwargs = {"tls_root_certs": self.root_certs} if self.root_certs else {}
+            self._hosts[location] = flight.FlightClient(location, **kwargs)
+        return self._hosts[location]
+
     def load(self, source_config: SourceConfig):
         """A source as a streaming RecordBatchReader, never a materialized table."""
         command = read_command(source_config)
@@ -133,7 +145,7 @@ class Plugin(BasePlugin):
             raise FloeError(f"floe: {what}: 'if_missing' is error (the default) or empty, not {if_missing!r}")
         try:
             info = self.client().get_flight_info(descriptor(command), self.unary)
-            return self.client().do_get(info.endpoints[0].ticket, self.streams).to_reader()
+            return endpoint_batches(info, self.host, self.streams)
         except KeyError as err:  # pyarrow's NotFound
             if if_missing == "empty":
                 return missing_as_empty(command, what)

@@ -219,6 +219,34 @@ pub struct TableRead {
     /// Applied to the scan's output, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transforms: Vec<Transform>,
+    /// One of the endpoints a large read is split into: this group of the
+    /// snapshot's files (set by GetFlightInfo in the tickets it returns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<Part>,
+}
+
+/// Group `index` (from 0) of the `of` groups a read's files are dealt into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Part {
+    pub index: u32,
+    pub of: u32,
+}
+
+/// More groups than this are refused: a read is split once per live host.
+pub const MAX_PARTS: u32 = 1024;
+
+impl Part {
+    pub fn check(&self) -> Result<(), String> {
+        if self.of == 0 || self.of > MAX_PARTS || self.index >= self.of {
+            return Err(format!(
+                "\"part\" is {{\"index\": i, \"of\": n}} with 0 <= i < n <= {MAX_PARTS}, \
+                 not index {} of {}",
+                self.index, self.of
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl TableRead {
@@ -232,6 +260,7 @@ impl TableRead {
             as_of: None,
             limit: None,
             transforms: Vec::new(),
+            part: None,
         }
     }
 }

@@ -434,6 +434,58 @@ fn seconds(text: &str) -> Result<f64, String> {
     }
 }
 
+/// How hosts sharing a warehouse find each other and split reads between them.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterSettings {
+    /// The address other hosts hand out for this one, as clients reach it
+    /// (`grpc://db-reader-1:8816`) [default: the listening address and port; the
+    /// machine's hostname when listening on all addresses].
+    #[arg(long, value_name = "URI", env = "FLOE_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// How often the host renews its registration in the catalog, in seconds; it
+    /// drops out of the cluster three missed heartbeats later.
+    #[arg(long, value_name = "SECS", env = "FLOE_HEARTBEAT", default_value_t = 5.0,
+          value_parser = seconds)]
+    pub heartbeat: f64,
+    /// A table read over more data than this, in MiB, is split into endpoints (one
+    /// per live host at most, each a group of the snapshot's files) that clients
+    /// fetch in parallel; 0 never splits.
+    #[arg(
+        long,
+        value_name = "MIB",
+        env = "FLOE_SPLIT_READS_AT",
+        default_value_t = 64
+    )]
+    pub split_reads_at: u64,
+}
+
+impl ClusterSettings {
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs_f64(self.heartbeat)
+    }
+
+    /// Where clients reach a host listening on `local` with `scheme`.
+    pub fn advertised(&self, scheme: &str, local: SocketAddr) -> String {
+        if let Some(uri) = &self.advertise {
+            return uri.clone();
+        }
+        let host = match local.ip() {
+            ip if ip.is_unspecified() => hostname().unwrap_or_else(|| "localhost".into()),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        format!("{scheme}://{host}:{}", local.port())
+    }
+}
+
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0)?;
+    (rc == 0 && end > 0).then(|| String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
 /// How long Iceberg tables keep old snapshots and files nothing references. A
 /// table's own `history.expire.max-snapshot-age-ms` and
 /// `history.expire.min-snapshots-to-keep` properties take precedence.
@@ -485,6 +537,8 @@ pub struct Settings {
     pub limits: RequestLimits,
     #[command(flatten)]
     pub maintenance: MaintenanceSettings,
+    #[command(flatten)]
+    pub cluster: ClusterSettings,
 }
 
 /// The `--config` file a parse named, in whichever subcommand.

@@ -11,6 +11,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 
 use crate::access;
 use crate::auth::{Auth, Credentials, Principal, Role};
+use crate::cluster::{Cluster, Splitter};
 use crate::command::{ExpireCommand, OrphansCommand, TableName, Target, Transform};
 use crate::engines::Lakehouse;
 use crate::error::Result;
@@ -27,6 +28,7 @@ pub struct Core {
     pub(crate) plugins: Arc<Plugins>,
     pub(crate) limits: Limits,
     auth: Auth,
+    pub(crate) splitter: Splitter,
 }
 
 impl Core {
@@ -35,13 +37,20 @@ impl Core {
         plugins: Arc<Plugins>,
         limits: Limits,
         auth: Auth,
+        splitter: Splitter,
     ) -> Self {
         Self {
             lakehouse,
             plugins,
             limits,
             auth,
+            splitter,
         }
+    }
+
+    /// The hosts serving this warehouse, as this host last saw them.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        self.splitter.cluster()
     }
 
     /// Who sent `credentials` (Unauthenticated when nobody the host knows).

@@ -23,6 +23,7 @@ pub mod age;
 pub mod auth;
 pub mod blocking;
 pub mod cli;
+pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod core;

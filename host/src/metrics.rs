@@ -35,6 +35,8 @@ pub struct Metrics {
     pub scan_files_skipped: AtomicU64,
     pub plan_cache_tables: AtomicU64,
     pub plan_cache_bytes: AtomicU64,
+    pub live_hosts: AtomicU64,
+    pub split_reads: AtomicU64,
 }
 
 pub fn metrics() -> &'static Metrics {
@@ -194,6 +196,11 @@ impl Metrics {
                 &self.scan_files_skipped,
                 "Data files table reads left out because their column bounds rule out the filter.",
             ),
+            (
+                "floe_split_reads_total",
+                &self.split_reads,
+                "Table reads answered with several endpoints, one per live host at most.",
+            ),
         ] {
             head(&mut out, name, "counter", help);
             let _ = writeln!(out, "{name} {}", load(counter));
@@ -208,6 +215,11 @@ impl Metrics {
                 "floe_plan_cache_bytes",
                 &self.plan_cache_bytes,
                 "The plan cache's approximate size.",
+            ),
+            (
+                "floe_live_hosts",
+                &self.live_hosts,
+                "Hosts serving the warehouse, as of this host's last heartbeat.",
             ),
         ] {
             head(&mut out, name, "gauge", help);

@@ -13,7 +13,8 @@ use futures::stream::BoxStream;
 
 use crate::access;
 use crate::auth::Principal;
-use crate::command::{ReadCommand, TableName};
+use crate::cluster::rotated;
+use crate::command::{Part, ReadCommand, TableName, TableRead};
 use crate::core::Core;
 use crate::engines::ReadPlan;
 use crate::engines::duckdb::sql::Query;
@@ -21,10 +22,19 @@ use crate::error::{Error, Result, quote};
 use crate::limits::{Scope, holding};
 use crate::plugins::Chain;
 
-/// A read, planned: what it will return, and the ticket that runs it.
+/// A read, planned: what it will return, the ticket that runs it whole, and the
+/// endpoints to fetch it by (one, or one per part of a split read).
 pub struct PlannedRead {
     pub schema: SchemaRef,
     pub ticket: ReadCommand,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One part of a read: its ticket, and the hosts that can serve it (none: the host
+/// that planned it).
+pub struct Endpoint {
+    pub ticket: ReadCommand,
+    pub locations: Vec<String>,
 }
 
 /// A read prepared to run later, perhaps many times (Flight SQL's prepared
@@ -48,13 +58,36 @@ impl Core {
                 self.check_read(scope.principal(), &command).await?;
                 let plan = self.lakehouse.plan_read(command).await?;
                 let ticket = plan.ticket.clone();
+                let endpoints = self.endpoints(&plan);
                 let (_, chain) = self.bind(plan).await?;
                 Ok(PlannedRead {
                     schema: chain.output_schema(),
                     ticket,
+                    endpoints,
                 })
             })
             .await
+    }
+
+    /// A table read over enough files is split into parts, one per live host at
+    /// most; any host can serve any part (its ticket names its group of files).
+    fn endpoints(&self, plan: &ReadPlan) -> Vec<Endpoint> {
+        let (parts, hosts) = self.splitter.split(plan.files);
+        match &plan.ticket {
+            ReadCommand::Table(read) if parts > 1 => (0..parts)
+                .map(|index| Endpoint {
+                    ticket: ReadCommand::Table(TableRead {
+                        part: Some(Part { index, of: parts }),
+                        ..read.clone()
+                    }),
+                    locations: rotated(&hosts, index as usize),
+                })
+                .collect(),
+            ticket => vec![Endpoint {
+                ticket: ticket.clone(),
+                locations: Vec::new(),
+            }],
+        }
     }
 
     /// Check and describe `command` for later runs: what [`Self::plan_read`] does,

@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::auth::Auth;
+use crate::cluster::{Cluster, Splitter};
 use crate::command::Target;
 use crate::config::{
     self, DuckSettings, MaintenanceSettings, SandboxSettings, ServerSettings, Settings, Warehouse,
@@ -17,6 +18,7 @@ use crate::engines::Lakehouse;
 use crate::limits::Limits;
 use crate::plugins::Plugins;
 
+mod cluster;
 mod plugins;
 mod security;
 mod tables;
@@ -70,6 +72,9 @@ enum Command {
     /// Create, list and revoke service tokens for unattended clients.
     #[command(subcommand)]
     Tokens(security::TokensCommand),
+    /// The hosts serving the warehouse (each registers in the catalog database).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +159,7 @@ pub fn run() -> anyhow::Result<()> {
             Command::Plugins(command) => plugins::run(command),
             Command::Users(command) => security::users(command),
             Command::Tokens(command) => security::tokens(command),
+            Command::Cluster(command) => cluster::run(command).await,
         }
     });
     // An interrupted query may take a moment to notice: do not wait on it forever.
@@ -216,18 +222,60 @@ async fn serve(args: Settings) -> anyhow::Result<()> {
     );
     check_exposure(&args.server, &auth)?;
     let limits = Limits::new(args.limits.clone());
+    let listener = crate::flight::bind(&args.server).await?;
+    let address = args
+        .cluster
+        .advertised(args.server.scheme(), listener.local_addr()?);
+    let cluster = Cluster::join(lakehouse.catalog_db(), address, args.cluster.heartbeat())
+        .await
+        .context("registering this host in the catalog")?;
+    tracing::info!(
+        host_id = %cluster.host_id(),
+        advertised = %cluster.address(),
+        live_hosts = cluster.live().len(),
+        shared = lakehouse.shared(),
+        "joined the warehouse's hosts"
+    );
+    let heartbeat = cluster.spawn_heartbeat();
+    let lakehouse = Arc::new(lakehouse);
+    let sweeper = sweep_abandoned_writes(lakehouse.clone());
     let core = Arc::new(Core::new(
-        Arc::new(lakehouse),
+        lakehouse,
         Arc::new(plugins),
         limits,
         auth,
+        Splitter::new(cluster.clone(), args.cluster.split_reads_at),
     ));
     if let Some(addr) = args.server.metrics_address {
         crate::metrics::serve(addr).await?;
     }
     let stopping = shutdown(core.clone(), args.server.shutdown_grace())?;
-    crate::flight::serve(&args.server, core, stopping).await
+    let served = crate::flight::serve(&args.server, listener, core, stopping).await;
+    heartbeat.abort();
+    sweeper.abort();
+    cluster.leave().await;
+    served
 }
+
+/// Now and then, recover the writes of hosts that died since (another host sharing
+/// the warehouse, killed mid-upload): their files are deleted at once, not at the
+/// next orphan sweep.
+fn sweep_abandoned_writes(lakehouse: Arc<Lakehouse>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(SWEEP_EVERY);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            match lakehouse.recover_writes().await {
+                Ok(0) => {}
+                Ok(writes) => tracing::info!(writes, "cleaned up after writes of a host that died"),
+                Err(err) => tracing::warn!(%err, "could not clean up after a host that died"),
+            }
+        }
+    })
+}
+
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 /// A host off loopback with nobody to authenticate would serve anyone who reaches it:
 /// refuse to start, unless told to with `--allow-anonymous`.
@@ -309,6 +357,28 @@ async fn doctor(args: Settings) -> anyhow::Result<()> {
         crate::plugins::Registry::new(&dir).list()?.len()
     );
     println!("listen:          {}", args.server.listen_addr());
+    println!(
+        "advertise:       {}",
+        args.cluster
+            .advertised(args.server.scheme(), args.server.listen_addr())
+    );
+    let hosts = crate::cluster::Registry::open(lakehouse.catalog_db())
+        .await?
+        .members()
+        .await?;
+    let now = crate::cluster::now_ms();
+    println!(
+        "hosts:           {} live (host cluster list); heartbeat every {:?}",
+        hosts.iter().filter(|m| m.live_at(now)).count(),
+        args.cluster.heartbeat()
+    );
+    println!(
+        "split reads:     {}",
+        match args.cluster.split_reads_at {
+            0 => "never".to_string(),
+            mib => format!("over {mib} MiB, one endpoint per live host at most"),
+        }
+    );
     println!(
         "tls:             {}",
         match (&args.server.tls_cert, &args.server.tls_client_ca) {

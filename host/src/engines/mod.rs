@@ -20,12 +20,12 @@ use ::iceberg::spec::SnapshotRef;
 use arrow::datatypes::SchemaRef;
 
 use self::duckdb::sql::{Query, Source};
-use self::duckdb::{DuckEngine, IcebergReader, QueryStream};
+use self::duckdb::{DuckEngine, DuckHome, IcebergReader, QueryStream};
 use self::iceberg::{
     COMPACT_AT, COMPACT_ON_DEMAND_AT, CatalogDb, Committed, IcebergEngine, LoadedTable, PlanCache,
     conditions, local_path,
 };
-use crate::command::{TableName, Target};
+use crate::command::{Part, TableName, Target};
 use crate::config::{DuckSettings, MaintenanceSettings};
 use crate::error::{Context, Error, Result};
 use crate::metrics::metrics;
@@ -41,7 +41,9 @@ pub use write::{WriteHandle, WriteOptions, Written};
 pub struct Lakehouse {
     iceberg: IcebergEngine,
     duck: Arc<DuckEngine>,
-    warehouse: PathBuf,
+    /// Where DuckDB keeps its state: the warehouse's file, or memory when the
+    /// warehouse is shared with other hosts (DuckDB-native tables are refused then).
+    duck_home: DuckHome,
     /// What each published DuckDB view currently reads.
     views: tokio::sync::Mutex<HashMap<TableName, View>>,
     /// Tables a background compaction is working on.
@@ -69,6 +71,16 @@ struct View {
 struct IcebergSource {
     read: Source,
     whole: Source,
+    /// The files `read` covers, when it is `read_parquet` over a list of them: what
+    /// a split into endpoints would deal out.
+    files: Option<FileSpan>,
+}
+
+/// The data files a read covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileSpan {
+    pub files: usize,
+    pub bytes: u64,
 }
 
 impl IcebergSource {
@@ -76,6 +88,7 @@ impl IcebergSource {
         Self {
             read: source.clone(),
             whole: source,
+            files: None,
         }
     }
 }
@@ -136,13 +149,13 @@ impl Lakehouse {
             Recent::new(capacity, None),
             Recent::new(capacity, Some(PLAN_TTL)),
         );
-        let iceberg = IcebergEngine::open(
-            catalog_db(warehouse, catalog)?,
-            &tables_dir(warehouse),
-            cache,
-        )
-        .await?;
-        let duck = DuckEngine::open(warehouse, duck).await?;
+        let catalog = catalog_db(warehouse, catalog)?;
+        let duck_home = match catalog.is_shared() {
+            true => DuckHome::Memory,
+            false => DuckHome::Warehouse(warehouse.to_path_buf()),
+        };
+        let iceberg = IcebergEngine::open(catalog, &tables_dir(warehouse), cache).await?;
+        let duck = DuckEngine::open(&duck_home, &tables_dir(warehouse), duck).await?;
         // Views left by an earlier run are re-pointed, or dropped if their table is gone.
         let known = duck
             .list_views()
@@ -153,7 +166,7 @@ impl Lakehouse {
         let lakehouse = Self {
             iceberg,
             duck,
-            warehouse: warehouse.to_path_buf(),
+            duck_home,
             views: tokio::sync::Mutex::new(known),
             compacting: Default::default(),
             maintenance: maintenance.clone(),
@@ -179,17 +192,28 @@ impl Lakehouse {
 
     /// Where the warehouse's state is kept, by what it is.
     pub fn files(&self) -> Vec<(&'static str, String)> {
+        let database = match self.duck_home.database_path() {
+            Some(path) => path.display().to_string(),
+            None => "in memory (the warehouse is shared: no DuckDB-native tables)".into(),
+        };
         vec![
             ("catalog", self.iceberg.catalog_db().describe()),
-            (
-                "duckdb",
-                duckdb::database_path(&self.warehouse).display().to_string(),
-            ),
+            ("duckdb", database),
             (
                 "duckdb spill",
-                duckdb::spill_path(&self.warehouse).display().to_string(),
+                self.duck_home.spill_path().display().to_string(),
             ),
         ]
+    }
+
+    /// The catalog database, which hosts sharing the warehouse register in.
+    pub fn catalog_db(&self) -> &CatalogDb {
+        self.iceberg.catalog_db()
+    }
+
+    /// Whether other hosts may serve this warehouse too (its catalog is shared).
+    pub fn shared(&self) -> bool {
+        self.duck_home == DuckHome::Memory
     }
 
     /// The result schema of a planned query, without running it.
@@ -232,6 +256,7 @@ impl Lakehouse {
         table: &LoadedTable,
         snapshot: Option<&SnapshotRef>,
         filter: Option<&Expr>,
+        part: Option<Part>,
     ) -> Result<IcebergSource> {
         let metadata = table.metadata();
         let Some(snapshot) = snapshot else {
@@ -239,8 +264,10 @@ impl Lakehouse {
                 schema_to_arrow_schema(metadata.current_schema()).context("table schema")?;
             return Ok(IcebergSource::same(Source::empty(&schema)?));
         };
+        // A part of a split read is always a group of files, whichever reader this
+        // host prefers: the host that split it dealt the files.
         let planned = match self.duck.reader {
-            IcebergReader::Extension if !self.iceberg.caching() => None,
+            IcebergReader::Extension if !self.iceberg.caching() && part.is_none() => None,
             _ => Some(self.iceberg.snapshot_files(name, table, snapshot).await?),
         };
         let parquet = match (self.duck.reader, &planned) {
@@ -251,7 +278,13 @@ impl Lakehouse {
                 )));
             }
             (IcebergReader::ReadParquet, Some(files)) => files,
-            (IcebergReader::Extension, Some(files)) if files.plain_parquet => files,
+            (_, Some(files)) if files.plain_parquet => files,
+            _ if part.is_some() => {
+                return Err(Error::invalid(format!(
+                    "this read of {name} cannot be split into parts: its snapshot has delete \
+                     files or files of other schemas"
+                )));
+            }
             _ => {
                 let location = local_path(table.metadata_location());
                 let current = metadata.current_snapshot_id() == Some(snapshot.snapshot_id());
@@ -268,17 +301,29 @@ impl Lakehouse {
         }
         let whole = Source::read_parquet(&parquet.paths);
         let conditions = filter.map(|f| conditions(f, &schema)).unwrap_or_default();
-        if conditions.is_empty() {
-            return Ok(IcebergSource::same(whole));
+        let mut kept = parquet.matching(&conditions);
+        metrics().scan_files_skipped.fetch_add(
+            (parquet.paths.len() - kept.len()) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if let Some(part) = part {
+            kept = parquet.group(&kept, part.index as usize, part.of as usize);
+            if kept.is_empty() {
+                let schema = schema_to_arrow_schema(&schema).context("table schema")?;
+                return Ok(IcebergSource {
+                    read: Source::empty(&schema)?,
+                    whole,
+                    files: None,
+                });
+            }
         }
-        let kept = parquet.paths_matching(&conditions);
-        let skipped = (parquet.paths.len() - kept.len()) as u64;
-        metrics()
-            .scan_files_skipped
-            .fetch_add(skipped, std::sync::atomic::Ordering::Relaxed);
         Ok(IcebergSource {
-            read: Source::read_parquet(&kept),
+            read: Source::read_parquet(&parquet.paths_of(&kept)),
             whole,
+            files: Some(FileSpan {
+                files: kept.len(),
+                bytes: parquet.bytes_of(&kept),
+            }),
         })
     }
 
@@ -340,7 +385,7 @@ impl Lakehouse {
             };
             let snapshot = table.metadata().current_snapshot();
             let source = self
-                .iceberg_source(name, &table, snapshot, None)
+                .iceberg_source(name, &table, snapshot, None, None)
                 .await?
                 .whole;
             match self.duck.replace_view(name, source).await {
@@ -466,6 +511,6 @@ pub fn tables_dir(warehouse: &Path) -> PathBuf {
 }
 
 /// The SQL catalog: `uri`, or the database file `catalog.db` in the warehouse.
-fn catalog_db(warehouse: &Path, uri: Option<&str>) -> Result<CatalogDb> {
+pub fn catalog_db(warehouse: &Path, uri: Option<&str>) -> Result<CatalogDb> {
     CatalogDb::new(uri, &warehouse.join("catalog.db"))
 }

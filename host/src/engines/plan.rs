@@ -10,7 +10,7 @@ use floe_wire::expr::parse_filter;
 
 use super::duckdb::sql::{Query, Source};
 use super::iceberg::PinGuard;
-use super::{Lakehouse, Located};
+use super::{FileSpan, Lakehouse, Located};
 use crate::command::{ReadCommand, TableName, TableRead};
 use crate::error::{Error, Result};
 
@@ -28,6 +28,9 @@ pub struct ReadPlan {
     /// The Iceberg snapshots the query reads: pinned against expiry while the read
     /// is planned and while it streams.
     pub snapshots: Vec<(TableName, i64)>,
+    /// The data files the query reads, when it could be split into parts by them
+    /// (a whole table read over a list of Parquet files, without a limit).
+    pub files: Option<FileSpan>,
 }
 
 /// A table read's key among the kept plans: its JSON, as its ticket carries it.
@@ -62,6 +65,7 @@ impl Lakehouse {
                     ticket: ReadCommand::Sql(read),
                     shape: None,
                     snapshots,
+                    files: None,
                 })
             }
             ReadCommand::Table(read) => {
@@ -93,6 +97,14 @@ impl Lakehouse {
         if read.columns.as_ref().is_some_and(Vec::is_empty) {
             return Err(Error::invalid("\"columns\" is empty"));
         }
+        if let Some(part) = &read.part {
+            part.check().map_err(Error::invalid)?;
+            if read.limit.is_some() {
+                return Err(Error::invalid(
+                    "\"part\" and \"limit\" cannot be combined: a limited read is one endpoint",
+                ));
+            }
+        }
         // The query gets the parser's rendering of one expression, never the client's
         // text: nothing can follow it or close the parenthesis it sits in.
         let filter = read
@@ -102,7 +114,7 @@ impl Lakehouse {
             .transpose()
             .map_err(|err| Error::invalid(err.to_string()))?;
         let mut snapshots = Vec::new();
-        let (source, whole) = match self.locate(&read.table).await? {
+        let (source, whole, files) = match self.locate(&read.table).await? {
             Located::Iceberg(table) => {
                 let snapshot = table.snapshot(read.snapshot_id, read.as_of)?;
                 snapshots.extend(
@@ -114,18 +126,26 @@ impl Lakehouse {
                 read.snapshot_id = snapshot.as_ref().map(|s| s.snapshot_id());
                 read.as_of = None;
                 let source = self
-                    .iceberg_source(&read.table, &table, snapshot.as_ref(), filter.as_ref())
+                    .iceberg_source(
+                        &read.table,
+                        &table,
+                        snapshot.as_ref(),
+                        filter.as_ref(),
+                        read.part,
+                    )
                     .await?;
-                (source.read, Some(source.whole))
+                let files = source.files.filter(|_| read.limit.is_none());
+                (source.read, Some(source.whole), files)
             }
             Located::Duckdb => {
-                if read.snapshot_id.is_some() || read.as_of.is_some() {
+                if read.snapshot_id.is_some() || read.as_of.is_some() || read.part.is_some() {
                     return Err(Error::invalid(format!(
-                        "{} is a DuckDB table: snapshot_id and as_of apply to Iceberg tables only",
+                        "{} is a DuckDB table: snapshot_id, as_of and part apply to Iceberg \
+                         tables only",
                         read.table
                     )));
                 }
-                (Source::table(&read.table), None)
+                (Source::table(&read.table), None, None)
             }
         };
         let query = Query::table_read(
@@ -141,6 +161,7 @@ impl Lakehouse {
             ticket: ReadCommand::Table(read),
             shape,
             snapshots,
+            files,
         })
     }
 }

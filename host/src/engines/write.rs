@@ -118,6 +118,13 @@ impl Lakehouse {
                      tables, not to target duckdb",
                 ));
             }
+            Target::Duckdb if self.shared() => {
+                return Err(Error::invalid(format!(
+                    "{table}: DuckDB-native tables (target duckdb) live in one host's DuckDB, \
+                     and this warehouse is shared by several hosts (its catalog is on \
+                     PostgreSQL): write it as an Iceberg table (target iceberg, the default)"
+                )));
+            }
             Target::Duckdb => {
                 if self.iceberg.load(table).await?.is_some() {
                     return Err(Error::AlreadyExists(format!(

@@ -29,17 +29,22 @@ use crate::core::Core;
 
 const MAX_HEADER_LIST_BYTES: u32 = 2 << 20;
 
-/// Serve Flight on the configured address until `shutdown` resolves.
+/// Listen on the configured address (port 0: a free one).
+pub async fn bind(settings: &ServerSettings) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr = settings.listen_addr();
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen on {addr}: {err}"))
+}
+
+/// Serve Flight on `listener` until `shutdown` resolves.
 pub async fn serve(
     settings: &ServerSettings,
+    listener: tokio::net::TcpListener,
     core: Arc<Core>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let tls = settings.tls()?;
-    let addr = settings.listen_addr();
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|err| anyhow::anyhow!("cannot listen on {addr}: {err}"))?;
     let local = listener.local_addr()?;
     let scheme = settings.scheme();
     tracing::info!(address = %local, tls = tls.is_some(), mutual_tls = settings.tls_client_ca.is_some(),

@@ -62,20 +62,31 @@ impl FloeService {
     }
 
     /// A descriptor's read, planned by whichever front-end it is for: the answer's
-    /// schema and the ticket that runs it.
+    /// schema and the endpoints that return it.
     async fn plan(
         &self,
         descriptor: &FlightDescriptor,
         scope: &Scope,
         call: &Call,
-    ) -> Result<(SchemaRef, Ticket)> {
+    ) -> Result<(SchemaRef, Vec<FlightEndpoint>)> {
         if let Some(command) = request::sql_command(descriptor)? {
-            return self.sql.plan(command, scope, call).await;
+            let (schema, ticket) = self.sql.plan(command, scope, call).await?;
+            return Ok((schema, vec![FlightEndpoint::new().with_ticket(ticket)]));
         }
         let command = request::read_command(descriptor)?;
         call.table(&command.describe());
         let planned = self.core.plan_read(command, scope).await?;
-        Ok((planned.schema, ticket(&planned.ticket)))
+        let endpoints = planned
+            .endpoints
+            .iter()
+            .map(|endpoint| {
+                endpoint.locations.iter().fold(
+                    FlightEndpoint::new().with_ticket(ticket(&endpoint.ticket)),
+                    |e, uri| e.with_location(uri.clone()),
+                )
+            })
+            .collect();
+        Ok((planned.schema, endpoints))
     }
 }
 
@@ -275,11 +286,14 @@ impl FloeService {
     ) -> Result<Response<FlightInfo>, Status> {
         let scope = self.scope(&request, call).await?;
         let descriptor = request.into_inner();
-        let (schema, ticket) = self.plan(&descriptor, &scope, call).await?;
-        let info = FlightInfo::new()
-            .try_with_schema(&schema)
-            .map_err(|err| Error::internal(format!("encoding the schema: {err}")))?
-            .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
+        let (schema, endpoints) = self.plan(&descriptor, &scope, call).await?;
+        let info = endpoints.into_iter().fold(
+            FlightInfo::new()
+                .try_with_schema(&schema)
+                .map_err(|err| Error::internal(format!("encoding the schema: {err}")))?,
+            FlightInfo::with_endpoint,
+        );
+        let info = info
             .with_descriptor(descriptor)
             .with_total_records(-1)
             .with_total_bytes(-1);

@@ -27,23 +27,41 @@ unsafe impl Send for Database {}
 unsafe impl Sync for Database {}
 
 impl Database {
-    pub fn open(path: &Path) -> Result<Self> {
-        let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| {
-            Error::invalid(format!("database path {} contains NUL", path.display()))
-        })?;
+    /// The database file at `path`, or an in-memory database.
+    pub fn open(path: Option<&Path>) -> Result<Self> {
+        let c_path = match path {
+            Some(path) => Some(CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+                Error::invalid(format!("database path {} contains NUL", path.display()))
+            })?),
+            None => None,
+        };
         let mut raw: ffi::duckdb_database = ptr::null_mut();
         let mut error: *mut std::os::raw::c_char = ptr::null_mut();
-        // SAFETY: valid C string and out-pointers; the error string is freed below.
-        let state =
-            unsafe { ffi::duckdb_open_ext(c_path.as_ptr(), &mut raw, ptr::null_mut(), &mut error) };
-        if state != ffi::DuckDBSuccess {
-            let message = take_c_string(error);
-            return Err(Error::internal(format!(
-                "opening DuckDB database {}: {message}",
-                path.display()
+        // SAFETY: a valid C string (or NULL: in memory) and out-pointers; the error
+        // string is freed below.
+        let state = unsafe {
+            ffi::duckdb_open_ext(
+                c_path.as_ref().map_or(ptr::null(), |p| p.as_ptr()),
+                &mut raw,
+                ptr::null_mut(),
+                &mut error,
+            )
+        };
+        if state == ffi::DuckDBSuccess {
+            return Ok(Self { raw });
+        }
+        let message = take_c_string(error);
+        let name = path.map_or("in memory".to_string(), |p| p.display().to_string());
+        if message.contains("Could not set lock") {
+            return Err(Error::Unavailable(format!(
+                "the DuckDB database {name} is in use by another process: with a SQLite \
+                 catalog one host serves a warehouse; for several, share a PostgreSQL \
+                 catalog (--catalog postgres://...). DuckDB said: {message}"
             )));
         }
-        Ok(Self { raw })
+        Err(Error::internal(format!(
+            "opening DuckDB database {name}: {message}"
+        )))
     }
 
     /// A duckdb-rs connection on this database.
@@ -263,7 +281,7 @@ mod tests {
     /// A fresh database holding `setup`'s objects (the directory lives as long as it).
     fn database(setup: &str) -> (tempfile::TempDir, Database) {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(&dir.path().join("t.db")).unwrap();
+        let db = Database::open(Some(&dir.path().join("t.db"))).unwrap();
         db.connect().unwrap().execute_batch(setup).unwrap();
         (dir, db)
     }

@@ -70,14 +70,36 @@ pub struct DuckEngine {
     json: bool,
 }
 
-/// Where the database file lives relative to the warehouse.
-pub fn database_path(warehouse: &Path) -> PathBuf {
-    warehouse.join("duckdb.db")
+/// Where a host's DuckDB keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DuckHome {
+    /// The warehouse's `duckdb.db`, which holds DuckDB-native tables: DuckDB locks it,
+    /// so one host serves the warehouse.
+    Warehouse(PathBuf),
+    /// In memory, rebuilt from the catalog at start: the host's own, beside other
+    /// hosts sharing the warehouse.
+    Memory,
 }
 
-/// Where DuckDB spills what does not fit its memory limit.
-pub fn spill_path(warehouse: &Path) -> PathBuf {
-    warehouse.join("duckdb.tmp")
+impl DuckHome {
+    /// The database file, if DuckDB keeps one.
+    pub fn database_path(&self) -> Option<PathBuf> {
+        match self {
+            Self::Warehouse(dir) => Some(dir.join("duckdb.db")),
+            Self::Memory => None,
+        }
+    }
+
+    /// Where DuckDB spills what does not fit its memory limit: a directory of this
+    /// host's own when the warehouse is shared.
+    pub fn spill_path(&self) -> PathBuf {
+        match self {
+            Self::Warehouse(dir) => dir.join("duckdb.tmp"),
+            Self::Memory => {
+                std::env::temp_dir().join(format!("floe-duckdb-{}.tmp", std::process::id()))
+            }
+        }
+    }
 }
 
 impl DuckEngine {
@@ -85,13 +107,17 @@ impl DuckEngine {
     /// wanted, and confine file access to the warehouse. These settings are global:
     /// they hold for every connection, and `lock_configuration` keeps any query from
     /// changing them.
-    pub async fn open(warehouse: &Path, settings: &DuckSettings) -> Result<Arc<Self>> {
-        let (warehouse, settings) = (warehouse.to_path_buf(), settings.clone());
-        crate::blocking::run(move || Self::open_now(&warehouse, &settings).map(Arc::new)).await
+    pub async fn open(
+        home: &DuckHome,
+        tables: &Path,
+        settings: &DuckSettings,
+    ) -> Result<Arc<Self>> {
+        let (home, tables, settings) = (home.clone(), tables.to_path_buf(), settings.clone());
+        crate::blocking::run(move || Self::open_now(&home, &tables, &settings).map(Arc::new)).await
     }
 
-    fn open_now(warehouse: &Path, settings: &DuckSettings) -> Result<Self> {
-        let db = Database::open(&database_path(warehouse))?;
+    fn open_now(home: &DuckHome, tables: &Path, settings: &DuckSettings) -> Result<Self> {
+        let db = Database::open(home.database_path().as_deref())?;
         let conn = db.connect()?;
         conn.execute_batch(&sql::extension_settings(settings.extension_dir.as_deref()))
             .context("configuring DuckDB")?;
@@ -121,10 +147,10 @@ impl DuckEngine {
         conn.execute_batch(&sql::resources(
             settings.duckdb_memory_limit.bytes(),
             settings.threads(),
-            &spill_path(warehouse),
+            &home.spill_path(),
         ))
         .context("setting DuckDB's memory limit and threads")?;
-        conn.execute_batch(&sql::confine(&super::tables_dir(warehouse)))
+        conn.execute_batch(&sql::confine(tables))
             .context("confining DuckDB to the warehouse")?;
         Ok(Self {
             db,

@@ -28,6 +28,8 @@ pub struct SnapshotFiles {
     pub paths: Vec<String>,
     /// Each file's column bounds, in the order of `paths`.
     bounds: Vec<FileBounds>,
+    /// Each file's size in bytes, in the order of `paths`.
+    pub sizes: Vec<u64>,
     pub rows: u64,
     /// Whether the snapshot has delete files (written by other engines).
     pub deletes: bool,
@@ -44,27 +46,55 @@ impl SnapshotFiles {
             .iter()
             .map(|p| p.len() + FILE_OVERHEAD_BYTES)
             .sum();
-        paths + self.bounds.iter().map(FileBounds::bytes).sum::<usize>()
+        paths + self.sizes.len() * 8 + self.bounds.iter().map(FileBounds::bytes).sum::<usize>()
     }
 
-    /// The files that can hold rows meeting every condition (all of them when
-    /// there are no conditions). At least one file is kept, so that the read's
-    /// result has the same schema whatever it prunes.
-    pub fn paths_matching(&self, conditions: &[Condition]) -> Vec<String> {
-        if conditions.is_empty() {
-            return self.paths.clone();
-        }
-        let kept: Vec<String> = self
-            .paths
-            .iter()
-            .zip(&self.bounds)
-            .filter(|(_, bounds)| bounds.may_match(conditions))
-            .map(|(path, _)| path.clone())
+    /// The files (indexes into `paths`) that can hold rows meeting every condition
+    /// (all of them when there are no conditions). At least one file is kept, so
+    /// that the read's result has the same schema whatever it prunes.
+    pub fn matching(&self, conditions: &[Condition]) -> Vec<usize> {
+        let kept: Vec<usize> = (0..self.paths.len())
+            .filter(|&i| self.bounds[i].may_match(conditions))
             .collect();
         match kept.is_empty() {
-            true => self.paths.iter().take(1).cloned().collect(),
+            true => (0..self.paths.len().min(1)).collect(),
             false => kept,
         }
+    }
+
+    /// The paths of `files` (indexes into `paths`).
+    pub fn paths_of(&self, files: &[usize]) -> Vec<String> {
+        files.iter().map(|&i| self.paths[i].clone()).collect()
+    }
+
+    /// The bytes of `files` (indexes into `paths`).
+    pub fn bytes_of(&self, files: &[usize]) -> u64 {
+        files.iter().map(|&i| self.sizes[i]).sum()
+    }
+
+    /// Group `index` of `files` dealt into `of` groups of about equal bytes: the
+    /// largest file first, each to the lightest group (ties to the lowest group).
+    /// The same files, snapshot and count give the same groups on every host.
+    pub fn group(&self, files: &[usize], index: usize, of: usize) -> Vec<usize> {
+        let mut order = files.to_vec();
+        order.sort_by(|&a, &b| {
+            self.sizes[b]
+                .cmp(&self.sizes[a])
+                .then_with(|| self.paths[a].cmp(&self.paths[b]))
+        });
+        let mut loads = vec![0u64; of.max(1)];
+        let mut mine = Vec::new();
+        for file in order {
+            let lightest = (0..loads.len())
+                .min_by_key(|&g| (loads[g], g))
+                .expect("at least one group");
+            loads[lightest] += self.sizes[file];
+            if lightest == index {
+                mine.push(file);
+            }
+        }
+        mine.sort_unstable();
+        mine
     }
 
     /// Read the snapshot's manifests (the cache's miss path).
@@ -82,6 +112,11 @@ impl SnapshotFiles {
                 .map(|f| local_path(f.file.file_path()).to_string())
                 .collect(),
             bounds: live.files.iter().map(|f| FileBounds::of(&f.file)).collect(),
+            sizes: live
+                .files
+                .iter()
+                .map(|f| f.file.file_size_in_bytes())
+                .collect(),
             rows: live.files.iter().map(|f| f.file.record_count()).sum(),
             deletes: live.deletes,
             plain_parquet: same_schema && !live.deletes,

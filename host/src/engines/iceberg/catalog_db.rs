@@ -52,6 +52,11 @@ impl CatalogDb {
         }
     }
 
+    /// Whether several hosts can share it (a database server, not a file).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
     /// iceberg-rust's name for the backend's placeholder style.
     pub fn bind_style(&self) -> &'static str {
         match self {

@@ -22,7 +22,16 @@ use super::{CATALOG_NAME, IcebergEngine, ident, snapshot_carrying};
 use crate::command::TableName;
 use crate::error::{Context, Error, Result};
 
-const MAX_ATTEMPTS: usize = 8;
+const MAX_ATTEMPTS: u32 = 12;
+
+/// How long to wait before attempt `attempt + 1` after losing the swap: doubling
+/// from 5 ms up to 0.5 s, times a random factor in [0.5, 1.5) so that hosts that
+/// lost together do not retry together.
+pub(super) fn backoff(attempt: u32) -> std::time::Duration {
+    let base = 5u64 << attempt.min(7);
+    let jitter = 0.5 + (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
+    std::time::Duration::from_secs_f64(base.min(500) as f64 * jitter / 1000.0)
+}
 /// Each append adds a manifest, and readers open every manifest of a snapshot. Once
 /// a table has this many, the next commit folds them into its own manifest, so
 /// tables fed by many small appends stay quick to read and to append to.
@@ -141,6 +150,7 @@ impl IcebergEngine {
                     tracing::info!(table = %write.name, attempt, "concurrent commit won; retrying");
                     crate::metrics::count(&crate::metrics::metrics().commit_retries);
                     staged.discard(self).await;
+                    tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(err) => {
                     staged.discard(self).await;
@@ -148,8 +158,9 @@ impl IcebergEngine {
                 }
             }
         }
-        Err(Error::Internal(format!(
-            "gave up committing to {} after {MAX_ATTEMPTS} concurrent commits won",
+        Err(Error::Unavailable(format!(
+            "gave up committing to {} after {MAX_ATTEMPTS} concurrent commits won; nothing \
+             was committed: retry the write",
             write.name
         )))
     }

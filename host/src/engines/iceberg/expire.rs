@@ -20,7 +20,7 @@ pub const MAX_AGE_PROPERTY: &str = "history.expire.max-snapshot-age-ms";
 pub const KEEP_LAST_PROPERTY: &str = "history.expire.min-snapshots-to-keep";
 pub const GC_ENABLED_PROPERTY: &str = "gc.enabled";
 
-const MAX_ATTEMPTS: usize = 8;
+const MAX_ATTEMPTS: u32 = 8;
 
 /// A warehouse's retention: snapshots younger than `max_age` are kept, and at least
 /// the `keep_last` newest of each table's main branch (the current one always).
@@ -161,6 +161,7 @@ impl IcebergEngine {
                 .await?
             {
                 tracing::info!(table = %name, attempt, "a commit landed during expiry; retrying");
+                tokio::time::sleep(super::commit::backoff(attempt)).await;
                 continue;
             }
             outcome.deleted_bytes = delete(&doomed).await;

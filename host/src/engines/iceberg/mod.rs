@@ -67,6 +67,7 @@ pub struct IcebergEngine {
     cache: PlanCache,
     /// Snapshots this host's reads are using: expiry keeps them.
     pub pins: Pins,
+    journal: journal::Journal,
 }
 
 /// A table as the catalog currently knows it.
@@ -297,6 +298,7 @@ impl IcebergEngine {
             commit_turns: Default::default(),
             cache,
             pins: Pins::default(),
+            journal: journal::Journal::new(root),
         })
     }
 

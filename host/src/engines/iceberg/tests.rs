@@ -353,9 +353,7 @@ async fn filters_leave_out_the_files_their_bounds_rule_out() {
     let schema = table.metadata().current_schema().clone();
     let kept = |filter: &str| {
         let filter = floe_wire::expr::parse_filter(filter).unwrap();
-        files
-            .paths_matching(&super::conditions(&filter, &schema))
-            .len()
+        files.matching(&super::conditions(&filter, &schema)).len()
     };
     assert_eq!(kept("id >= 12 AND id < 18"), 1);
     assert_eq!(kept("id = 25"), 1);
@@ -373,4 +371,31 @@ async fn filters_leave_out_the_files_their_bounds_rule_out() {
     // Nothing can match: one file is still read, so the result keeps its schema.
     assert_eq!(kept("id > 100"), 1);
     assert_eq!(kept("note = 'zz'"), 1);
+}
+
+#[tokio::test]
+async fn a_snapshot_splits_into_groups_that_hold_each_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&dir).await;
+    let name = appended(&engine, 5).await;
+    let files = current_files(&engine, &name).await;
+    let all = files.matching(&[]);
+    assert_eq!(all.len(), 5);
+    for of in 1..=6 {
+        let groups: Vec<Vec<usize>> = (0..of).map(|i| files.group(&all, i, of)).collect();
+        let mut dealt: Vec<usize> = groups.concat();
+        dealt.sort_unstable();
+        assert_eq!(dealt, all, "{of} groups");
+        // The same call gives the same groups (any host computes them alike).
+        assert_eq!(groups[0], files.group(&all, 0, of));
+        let sizes: Vec<u64> = groups.iter().map(|g| files.bytes_of(g)).collect();
+        let (max, min) = (sizes.iter().max().unwrap(), sizes.iter().min().unwrap());
+        if of <= 5 {
+            assert!(
+                *min > 0,
+                "no empty group when there are files for all: {sizes:?}"
+            );
+            assert!(max - min <= *files.sizes.iter().max().unwrap(), "{sizes:?}");
+        }
+    }
 }

@@ -11,7 +11,7 @@ use iceberg::spec::{
 };
 use std::sync::Arc;
 
-use super::journal::{self, Recorded, delete_prefixed};
+use super::journal::{Recorded, delete_prefixed};
 use super::lanes::Lanes;
 use super::partition::{describe, partition_spec, same_spec};
 use super::schema::{Conformer, iceberg_schema_of, same_columns, schema_difference};
@@ -252,7 +252,7 @@ impl IcebergEngine {
     ) -> Result<TableWrite> {
         let data_dir = format!("{location}/data");
         let file_prefix = uuid::Uuid::new_v4().to_string();
-        let recorded = journal::record(&self.root, name, &data_dir, &file_prefix)?;
+        let recorded = self.journal.record(name, &data_dir, &file_prefix)?;
         let opened = self.rows_write(&schema, &partitioning, &data_dir, &file_prefix);
         let out = match opened.await {
             Ok(out) => out,
