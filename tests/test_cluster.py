@@ -19,10 +19,11 @@ import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
 import data
-from floe_client import HOST_BIN, Client, Host
+from floe_client import HOST_BIN, TARGET_DIR, Client, Host
 from postgres import Postgres
 
 HEARTBEAT = "0.5"
+GUESTS = TARGET_DIR / "wasm32-wasip2" / "release"
 
 
 @pytest.fixture(scope="module")
@@ -303,3 +304,21 @@ def test_a_second_host_on_a_sqlite_warehouse_is_refused_with_the_way_out(tmp_pat
             second.start()
         message = str(refused.value)
         assert "in use by another process" in message and "postgres://" in message
+
+
+def test_a_plugin_registered_beside_one_host_runs_on_every_host_and_every_part(catalog_uri, tmp_path):
+    warehouse = tmp_path / "warehouse"
+    with cluster(warehouse, catalog_uri, 2, "--split-reads-at", "1") as hosts:
+        a, b = (Client(h.location) for h in hosts)
+        for i in range(4):
+            a.put({"table": "s.p"}, data.table(150_000, start=i * 150_000))
+        added = subprocess.run([str(HOST_BIN), "plugins", "add", "select", str(GUESTS / "select.wasm"), "-w",
+                                str(warehouse)], capture_output=True, text=True)
+        assert added.returncode == 0, added.stderr
+        command = {"table": "s.p", "filter": "id % 3 = 0",
+                   "transforms": [{"plugin": "select", "args": {"columns": ["id", "name"]}}]}
+        info = b.info(command)
+        assert len(info.endpoints) == 2 and info.schema.names == ["id", "name"]
+        got = b.read(command)
+        assert got.schema.names == ["id", "name"]
+        assert sorted(got.column("id").to_pylist()) == list(range(0, 600_000, 3))

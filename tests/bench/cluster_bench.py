@@ -35,8 +35,8 @@ from postgres import Postgres  # noqa: E402
 TABLE = "bench.lineitem"
 
 
-def checksum(table: pa.Table) -> tuple:
-    return duckdb.sql("SELECT count(*), sum(hash(t)::HUGEINT) FROM table t").fetchone()
+def checksum(rows: pa.Table) -> tuple:
+    return duckdb.sql("SELECT count(*), sum(hash(t)::HUGEINT) FROM rows t").fetchone()
 
 
 def ingest(client: Client, batches: list, puts: int) -> float:
@@ -121,7 +121,10 @@ def main():
                 add("scan 1 host CPU s", one["cpu_s_per_host"])
                 for h in hosts[1:]:
                     h.start()
-                time.sleep(0.5)
+                # The first host learns of the others at its next heartbeat (5 s).
+                deadline = time.monotonic() + 15
+                while len(client.info({"table": TABLE}).endpoints) < 3 and time.monotonic() < deadline:
+                    time.sleep(0.2)
                 three = scan(client, hosts)
                 assert three["endpoints"] == 3 and three["checksum"] == reference, three
                 add("scan 3 hosts s", three["seconds"])

@@ -249,12 +249,16 @@ async fn serve(args: Settings) -> anyhow::Result<()> {
     if let Some(addr) = args.server.metrics_address {
         crate::metrics::serve(addr).await?;
     }
-    let stopping = shutdown(core.clone(), args.server.shutdown_grace())?;
-    let served = crate::flight::serve(&args.server, listener, core, stopping).await;
-    heartbeat.abort();
-    sweeper.abort();
-    cluster.leave().await;
-    served
+    let signalled = shutdown(core.clone(), args.server.shutdown_grace())?;
+    // Deregister as the drain starts, so that other hosts stop handing this one out
+    // while its running requests finish.
+    let stopping = async move {
+        signalled.await;
+        heartbeat.abort();
+        sweeper.abort();
+        cluster.leave().await;
+    };
+    crate::flight::serve(&args.server, listener, core, stopping).await
 }
 
 /// Now and then, recover the writes of hosts that died since (another host sharing

@@ -22,16 +22,17 @@ use super::{CATALOG_NAME, IcebergEngine, ident, snapshot_carrying};
 use crate::command::TableName;
 use crate::error::{Context, Error, Result};
 
-const MAX_ATTEMPTS: u32 = 12;
+const MAX_ATTEMPTS: u32 = 16;
 
 /// How long to wait before attempt `attempt + 1` after losing the swap: doubling
-/// from 5 ms up to 0.5 s, times a random factor in [0.5, 1.5) so that hosts that
+/// from 5 ms up to 250 ms, times a random factor in [0.5, 1.5) so that hosts that
 /// lost together do not retry together.
 pub(super) fn backoff(attempt: u32) -> std::time::Duration {
-    let base = 5u64 << attempt.min(7);
+    let base_ms = (5u64 << attempt.min(6)).min(250);
     let jitter = 0.5 + (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
-    std::time::Duration::from_secs_f64(base.min(500) as f64 * jitter / 1000.0)
+    std::time::Duration::from_secs_f64(base_ms as f64 * jitter / 1000.0)
 }
+
 /// Each append adds a manifest, and readers open every manifest of a snapshot. Once
 /// a table has this many, the next commit folds them into its own manifest, so
 /// tables fed by many small appends stay quick to read and to append to.
