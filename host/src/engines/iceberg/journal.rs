@@ -115,7 +115,7 @@ impl Journal {
                 }
                 continue;
             }
-            if Some(&path) == mine.as_ref() {
+            if Some(&path) == mine.as_ref() || being_made(&path) {
                 continue;
             }
             let Ok(lock) = File::open(path.join(LOCK)) else {
@@ -140,6 +140,16 @@ impl Journal {
         }
         found
     }
+}
+
+/// A directory another host is making: between creating its lock file and taking
+/// the lock, it must not look abandoned. One left behind by a crash is swept once
+/// it is a minute old.
+fn being_made(dir: &Path) -> bool {
+    dir.extension().is_some_and(|e| e == "new")
+        && std::fs::metadata(dir)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() < std::time::Duration::from_secs(60))
 }
 
 fn try_lock(file: &File) -> bool {
