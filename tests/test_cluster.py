@@ -19,7 +19,7 @@ import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
 import data
-from floe_client import HOST_BIN, TARGET_DIR, Client, Host
+from floe_client import HOST_BIN, TARGET_DIR, Client, Host, endpoint_batches
 from postgres import Postgres
 
 HEARTBEAT = "0.5"
@@ -105,8 +105,13 @@ def test_hosts_register_and_a_killed_one_drops_out(catalog_uri, tmp_path):
         assert {loc.uri.decode() for loc in info.endpoints[0].locations} == {h.location for h in hosts}
 
         victim = hosts[2]
+        planned = a.info({"table": "s.big"})
         victim.proc.kill()
         victim.proc.wait()
+        # Endpoints planned before the kill: the part the dead host leads is read from
+        # its next location.
+        assert any(e.locations[0].uri.decode() == victim.location for e in planned.endpoints)
+        assert endpoint_batches(planned, a.host, a.options).read_all().num_rows == 600_000
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             live = [row[1] for row in cluster_list(warehouse, catalog_uri)]

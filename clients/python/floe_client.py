@@ -101,10 +101,10 @@ class Host:
 def endpoint_batches(info: flight.FlightInfo, connect: Callable[[str | None], flight.FlightClient],
                      options: flight.FlightCallOptions, parallel: int = 8) -> pa.RecordBatchReader:
     """Every endpoint of `info`, fetched in parallel (up to `parallel` at once), as one
-    stream of batches in arrival order. `connect(location)` gives a client for an
-    endpoint's first location (None: the host that planned the read). A split read's
-    endpoints list its hosts in a different order each, so fetching them in parallel
-    spreads the work. Memory stays bounded: each fetch waits while the consumer is
+    stream of batches in arrival order. `connect(location)` gives a client for a
+    location (None: the host that planned the read); each endpoint is read from its
+    first location that answers. A split read's endpoints list its hosts in a
+    different order each, so fetching them in parallel spreads the work. Memory stays bounded: each fetch waits while the consumer is
     behind. An endpoint's error ends the stream with that error."""
     endpoints = list(info.endpoints)
     if len(endpoints) == 1 and not endpoints[0].locations:
@@ -128,6 +128,23 @@ def endpoint_batches(info: flight.FlightInfo, connect: Callable[[str | None], fl
                 continue
         return False
 
+    def fetch_one(endpoint) -> bool:
+        """One endpoint's batches, from its first location that answers: a host gone
+        since GetFlightInfo is skipped, unless it already sent some of the rows."""
+        locations = [loc.uri.decode() for loc in endpoint.locations] or [None]
+        for i, location in enumerate(locations):
+            delivered = False
+            try:
+                for chunk in connect(location).do_get(endpoint.ticket, options):
+                    delivered = True
+                    if not offer(chunk.data):
+                        return False
+                return True
+            except flight.FlightUnavailableError:
+                if delivered or i == len(locations) - 1:
+                    raise
+        return True
+
     def fetch():
         try:
             while not stop.is_set():
@@ -135,11 +152,8 @@ def endpoint_batches(info: flight.FlightInfo, connect: Callable[[str | None], fl
                     endpoint = pending.get_nowait()
                 except queue.Empty:
                     break
-                location = endpoint.locations[0].uri.decode() if endpoint.locations else None
-                reader = connect(location).do_get(endpoint.ticket, options)
-                for chunk in reader:
-                    if not offer(chunk.data):
-                        return
+                if not fetch_one(endpoint):
+                    return
         except BaseException as err:  # handed to the consumer, which raises it
             offer(err)
         finally:

@@ -22,7 +22,9 @@ use super::{CATALOG_NAME, IcebergEngine, ident, snapshot_carrying};
 use crate::command::TableName;
 use crate::error::{Context, Error, Result};
 
-const MAX_ATTEMPTS: u32 = 16;
+/// Lost races before a commit gives up (about 10 s of backoff): hosts committing to
+/// one table all the time can make one lose many in a row.
+const MAX_ATTEMPTS: u32 = 40;
 
 /// How long to wait before attempt `attempt + 1` after losing the swap: doubling
 /// from 5 ms up to 250 ms, times a random factor in [0.5, 1.5) so that hosts that
