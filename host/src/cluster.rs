@@ -52,8 +52,13 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The registry of the catalog `db`, through a pool of its own.
     pub async fn open(db: &CatalogDb) -> Result<Self> {
-        let pool = db.pool().await?;
+        Self::on(db, db.pool().await?).await
+    }
+
+    /// The registry of the catalog `db`, through `pool` (the engine's, when serving).
+    pub async fn on(db: &CatalogDb, pool: AnyPool) -> Result<Self> {
         sqlx::query(CREATE)
             .execute(&pool)
             .await
@@ -144,41 +149,38 @@ pub fn now_ms() -> i64 {
 /// task, and the live hosts as of the last heartbeat.
 pub struct Cluster {
     registry: Registry,
-    me: RwLock<Member>,
+    host_id: String,
+    address: String,
+    started_ms: i64,
     interval: Duration,
     live: RwLock<Vec<String>>,
 }
 
 impl Cluster {
     /// Register this host (reachable at `address`) and learn who else is live.
-    pub async fn join(db: &CatalogDb, address: String, interval: Duration) -> Result<Arc<Self>> {
-        let registry = Registry::open(db).await?;
-        let now = now_ms();
-        let me = Member {
-            host_id: uuid::Uuid::new_v4().simple().to_string(),
-            address: address.clone(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            started_ms: now,
-            heartbeat_ms: now,
-            expires_ms: now + (interval * MISSED_BEATS).as_millis() as i64,
-        };
-        registry.beat(&me).await?;
+    pub async fn join(
+        registry: Registry,
+        address: String,
+        interval: Duration,
+    ) -> Result<Arc<Self>> {
         let cluster = Arc::new(Self {
             registry,
-            me: RwLock::new(me),
+            host_id: uuid::Uuid::new_v4().simple().to_string(),
+            live: RwLock::new(vec![address.clone()]),
+            address,
+            started_ms: now_ms(),
             interval,
-            live: RwLock::new(vec![address]),
         });
-        cluster.refresh().await?;
+        cluster.heartbeat().await?;
         Ok(cluster)
     }
 
-    pub fn host_id(&self) -> String {
-        self.me.read().expect("member").host_id.clone()
+    pub fn host_id(&self) -> &str {
+        &self.host_id
     }
 
-    pub fn address(&self) -> String {
-        self.me.read().expect("member").address.clone()
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
     /// The live hosts' addresses, in a stable order (oldest first), this host among
@@ -189,19 +191,17 @@ impl Cluster {
 
     /// Renew the registration, then re-read who is live.
     async fn heartbeat(&self) -> Result<()> {
-        let me = {
-            let mut me = self.me.write().expect("member");
-            let now = now_ms();
-            me.heartbeat_ms = now;
-            me.expires_ms = now + (self.interval * MISSED_BEATS).as_millis() as i64;
-            me.clone()
-        };
-        self.registry.beat(&me).await?;
-        self.refresh().await
-    }
-
-    async fn refresh(&self) -> Result<()> {
         let now = now_ms();
+        self.registry
+            .beat(&Member {
+                host_id: self.host_id.clone(),
+                address: self.address.clone(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                started_ms: self.started_ms,
+                heartbeat_ms: now,
+                expires_ms: now + (self.interval * MISSED_BEATS).as_millis() as i64,
+            })
+            .await?;
         let mut live: Vec<String> = self
             .registry
             .members()
@@ -210,12 +210,10 @@ impl Cluster {
             .filter(|m| m.live_at(now))
             .map(|m| m.address)
             .collect();
-        let mine = self.address();
-        if !live.contains(&mine) {
-            live.push(mine);
+        if !live.contains(&self.address) {
+            live.push(self.address.clone());
         }
-        let metrics = crate::metrics::metrics();
-        metrics
+        crate::metrics::metrics()
             .live_hosts
             .store(live.len() as u64, std::sync::atomic::Ordering::Relaxed);
         *self.live.write().expect("live hosts") = live;
@@ -241,7 +239,7 @@ impl Cluster {
 
     /// Deregister: other hosts stop handing this one out at once.
     pub async fn leave(&self) {
-        if let Err(err) = self.registry.leave(&self.host_id()).await {
+        if let Err(err) = self.registry.leave(&self.host_id).await {
             tracing::warn!(%err, "could not deregister; the registration expires by itself");
         }
     }
@@ -262,10 +260,6 @@ impl Splitter {
             cluster,
             split_at: split_at_mib << 20,
         }
-    }
-
-    pub fn cluster(&self) -> &Arc<Cluster> {
-        &self.cluster
     }
 
     /// Into how many parts a read over `span` is split, and the hosts to list.
@@ -309,8 +303,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = CatalogDb::new(None, &dir.path().join("catalog.db")).unwrap();
         let beat = Duration::from_millis(100);
-        let a = Cluster::join(&db, "grpc://a:1".into(), beat).await.unwrap();
-        let b = Cluster::join(&db, "grpc://b:2".into(), beat).await.unwrap();
+        let join = |address: &str| {
+            let (db, address) = (db.clone(), address.to_string());
+            async move {
+                let registry = Registry::open(&db).await.unwrap();
+                Cluster::join(registry, address, beat).await.unwrap()
+            }
+        };
+        let a = join("grpc://a:1").await;
+        let b = join("grpc://b:2").await;
         assert_eq!(b.live(), ["grpc://a:1", "grpc://b:2"]);
         a.heartbeat().await.unwrap();
         assert_eq!(a.live(), ["grpc://a:1", "grpc://b:2"]);
@@ -334,7 +335,7 @@ mod tests {
         a.heartbeat().await.unwrap();
         assert_eq!(a.live(), ["grpc://a:1"]);
         // A host that stops beating drops out after three missed heartbeats.
-        let c = Cluster::join(&db, "grpc://c:3".into(), beat).await.unwrap();
+        let c = join("grpc://c:3").await;
         a.heartbeat().await.unwrap();
         assert_eq!(a.live().len(), 2);
         drop(c);

@@ -11,7 +11,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 
 use crate::access;
 use crate::auth::{Auth, Credentials, Principal, Role};
-use crate::cluster::{Cluster, Splitter};
+use crate::cluster::Splitter;
 use crate::command::{ExpireCommand, OrphansCommand, TableName, Target, Transform};
 use crate::engines::Lakehouse;
 use crate::error::Result;
@@ -46,11 +46,6 @@ impl Core {
             auth,
             splitter,
         }
-    }
-
-    /// The hosts serving this warehouse, as this host last saw them.
-    pub fn cluster(&self) -> &Arc<Cluster> {
-        self.splitter.cluster()
     }
 
     /// Who sent `credentials` (Unauthenticated when nobody the host knows).

@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::auth::Auth;
-use crate::cluster::{Cluster, Splitter};
+use crate::cluster::{Cluster, Registry, Splitter};
 use crate::command::Target;
 use crate::config::{
     self, DuckSettings, MaintenanceSettings, SandboxSettings, ServerSettings, Settings, Warehouse,
@@ -226,7 +226,8 @@ async fn serve(args: Settings) -> anyhow::Result<()> {
     let address = args
         .cluster
         .advertised(args.server.scheme(), listener.local_addr()?);
-    let cluster = Cluster::join(lakehouse.catalog_db(), address, args.cluster.heartbeat())
+    let registry = Registry::on(lakehouse.catalog_db(), lakehouse.catalog_pool()).await?;
+    let cluster = Cluster::join(registry, address, args.cluster.heartbeat())
         .await
         .context("registering this host in the catalog")?;
     tracing::info!(
@@ -366,7 +367,7 @@ async fn doctor(args: Settings) -> anyhow::Result<()> {
         args.cluster
             .advertised(args.server.scheme(), args.server.listen_addr())
     );
-    let hosts = crate::cluster::Registry::open(lakehouse.catalog_db())
+    let hosts = Registry::on(lakehouse.catalog_db(), lakehouse.catalog_pool())
         .await?
         .members()
         .await?;

@@ -211,6 +211,11 @@ impl Lakehouse {
         self.iceberg.catalog_db()
     }
 
+    /// The pool of connections to it the engine holds.
+    pub fn catalog_pool(&self) -> sqlx::AnyPool {
+        self.iceberg.catalog_pool()
+    }
+
     /// Whether other hosts may serve this warehouse too (its catalog is shared).
     pub fn shared(&self) -> bool {
         self.duck_home == DuckHome::Memory

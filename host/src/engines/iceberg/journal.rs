@@ -97,9 +97,8 @@ impl Journal {
         Ok(dir.as_path())
     }
 
-    /// The write records of hosts that are gone: `(record, its directory)` groups,
-    /// each directory locked by this host until its guard is dropped.
-    fn abandoned(&self) -> Vec<(Vec<PathBuf>, Option<(PathBuf, File)>)> {
+    /// The write records of hosts that are gone, by host.
+    fn abandoned(&self) -> Vec<Abandoned> {
         let Ok(dirs) = std::fs::read_dir(&self.base) else {
             return Vec::new();
         };
@@ -133,13 +132,26 @@ impl Journal {
                         .collect()
                 })
                 .unwrap_or_default();
-            found.push((records, Some((path, lock))));
+            found.push(Abandoned {
+                records,
+                dir: Some((path, lock)),
+            });
         }
         if !loose.is_empty() {
-            found.push((loose, None));
+            found.push(Abandoned {
+                records: loose,
+                dir: None,
+            });
         }
         found
     }
+}
+
+/// A gone host's write records, and its directory (locked by this host while the
+/// records are recovered; none for records from before per-host directories).
+struct Abandoned {
+    records: Vec<PathBuf>,
+    dir: Option<(PathBuf, File)>,
 }
 
 /// A directory another host is making: between creating its lock file and taking
@@ -162,12 +174,12 @@ impl IcebergEngine {
     /// own records are its writes in progress); the number of writes.
     pub async fn recover_writes(&self) -> Result<usize> {
         let mut recovered = 0;
-        for (records, dir) in self.journal.abandoned() {
-            for path in records {
-                self.recover(&path).await?;
+        for gone in self.journal.abandoned() {
+            for path in &gone.records {
+                self.recover(path).await?;
                 recovered += 1;
             }
-            if let Some((dir, _lock)) = dir {
+            if let Some((dir, _lock)) = gone.dir {
                 if let Err(err) = std::fs::remove_dir_all(&dir) {
                     tracing::warn!(dir = %dir.display(), %err, "could not remove a gone host's writes");
                 }

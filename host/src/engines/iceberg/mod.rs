@@ -347,6 +347,11 @@ impl IcebergEngine {
         &self.db
     }
 
+    /// The pool floe's own catalog statements use (a clone shares its connections).
+    pub fn catalog_pool(&self) -> AnyPool {
+        self.pool.clone()
+    }
+
     pub fn caching(&self) -> bool {
         self.cache.enabled()
     }
