@@ -1,12 +1,15 @@
 """Several hosts serving one warehouse: a shared PostgreSQL catalog (a real server on
-loopback), the same table directory, each host stateless (its DuckDB in memory).
+loopback), the same table files (a local directory, or a bucket of a real
+S3-compatible server on loopback), each host stateless (its DuckDB in memory).
 Hosts register in the catalog and drop out when their heartbeat stops; commits from
 different hosts are serialized by the catalog's compare-and-swap; a large read is
 split into endpoints any host can serve, listing the live hosts in rotating order."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -19,8 +22,9 @@ import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
 import data
-from floe_client import HOST_BIN, TARGET_DIR, Client, Host, endpoint_batches
+from floe_client import HOST_BIN, TARGET_DIR, Client, Host, endpoint_batches, free_port
 from postgres import Postgres
+from s3 import S3Server
 
 HEARTBEAT = "0.5"
 GUESTS = TARGET_DIR / "wasm32-wasip2" / "release"
@@ -32,16 +36,101 @@ def pg():
         yield server
 
 
+@pytest.fixture(scope="module")
+def s3_server():
+    with S3Server() as server:
+        yield server
+
+
 @pytest.fixture
 def catalog_uri(pg, request):
     """A database of its own per test, so no test sees another's tables or hosts."""
-    return pg.database(request.node.name[:50].lower())
+    name = request.node.name.lower()
+    return pg.database(f"{name[:40]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}")
+
+
+class LocalFiles:
+    """Table files in a local directory every host reaches."""
+
+    def __init__(self, tmp_path):
+        self.warehouse = tmp_path / "warehouse"
+        self.url = str(self.warehouse)
+        self.tables = f"file://{self.warehouse}/iceberg"
+        self.env: dict[str, str] = {}
+
+    def host(self, catalog_uri, *args, home=None) -> Host:
+        return Host(self.warehouse, "--catalog", catalog_uri, "--heartbeat", HEARTBEAT, *args)
+
+    def data_files(self, table: str) -> list[str]:
+        namespace, name = table.split(".")
+        return [str(p) for p in (self.warehouse / "iceberg").glob(f"{namespace}/{name}-*/data/**/*.parquet")]
+
+    def cli(self, *args, catalog_uri) -> subprocess.CompletedProcess:
+        return subprocess.run([str(HOST_BIN), *args, "-w", self.url, "--catalog", catalog_uri],
+                              capture_output=True, text=True)
+
+    def duckdb(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect()
+        con.sql("LOAD iceberg")
+        return con
+
+    def pyiceberg_props(self) -> dict[str, str]:
+        return {}
+
+
+class BucketFiles(LocalFiles):
+    """Table files in a bucket of the S3 server; each host has a local directory of
+    its own, as hosts on separate machines would."""
+
+    def __init__(self, tmp_path, server: S3Server, bucket: str):
+        self.root, self.server = tmp_path, server
+        self.url = f"{server.bucket(bucket)}/wh"
+        self.tables = f"{self.url}/iceberg"
+        self.env = server.env
+        self.hosts = 0
+
+    def host(self, catalog_uri, *args, home=None) -> Host:
+        """A new host, with a directory of its own unless `home` (a host's it replaces)."""
+        self.hosts += 1
+        home, port = home or self.root / f"host-{self.hosts}", free_port()
+        return Host(home, port=port, env=self.env, serve_args=[
+            "serve", "-w", self.url, "--host-dir", str(home), "-p", str(port), "--catalog", catalog_uri,
+            "--heartbeat", HEARTBEAT, *args])
+
+    def data_files(self, table: str) -> list[str]:
+        namespace, name = table.split(".")
+        return [key for key in self.server.keys(self.tables)
+                if key.split("/")[3].startswith(f"{name}-") and key.split("/")[2] == namespace
+                and "/data/" in key and key.endswith(".parquet")]
+
+    def cli(self, *args, catalog_uri) -> subprocess.CompletedProcess:
+        return subprocess.run([str(HOST_BIN), *args, "-w", self.url, "--host-dir", str(self.root / "cli"),
+                               "--catalog", catalog_uri], capture_output=True, text=True,
+                              env={**os.environ, **self.env})
+
+    def duckdb(self) -> duckdb.DuckDBPyConnection:
+        con = super().duckdb()
+        con.sql("LOAD httpfs")
+        con.sql(self.server.duckdb_secret())
+        return con
+
+    def pyiceberg_props(self) -> dict[str, str]:
+        return self.server.pyiceberg_props()
+
+
+@pytest.fixture(params=["local", "s3"])
+def files(request, tmp_path):
+    """Where the warehouse's table files are: each cluster test runs on both."""
+    if request.param == "local":
+        return LocalFiles(tmp_path)
+    bucket = "floe-" + hashlib.sha1(request.node.name.encode()).hexdigest()[:16]
+    return BucketFiles(tmp_path, request.getfixturevalue("s3_server"), bucket)
 
 
 @contextlib.contextmanager
-def cluster(warehouse, catalog_uri, n=3, *args):
-    """`n` hosts serving `warehouse` on the catalog, stopped (those still up) at the end."""
-    hosts = [Host(warehouse, "--catalog", catalog_uri, "--heartbeat", HEARTBEAT, *args) for _ in range(n)]
+def cluster(files, catalog_uri, n=3, *args):
+    """`n` hosts serving the warehouse on the catalog, stopped (those still up) at the end."""
+    hosts = [files.host(catalog_uri, *args) for _ in range(n)]
     try:
         for host in hosts:
             host.start()
@@ -52,9 +141,8 @@ def cluster(warehouse, catalog_uri, n=3, *args):
                 host.stop()
 
 
-def cluster_list(warehouse, catalog_uri, *args) -> list[list[str]]:
-    out = subprocess.run([str(HOST_BIN), "cluster", "list", "-w", str(warehouse), "--catalog", catalog_uri, *args],
-                         capture_output=True, text=True)
+def cluster_list(files, catalog_uri, *args) -> list[list[str]]:
+    out = files.cli("cluster", "list", *args, catalog_uri=catalog_uri)
     assert out.returncode == 0, out.stderr
     return [line.split() for line in out.stdout.splitlines()[1:]]
 
@@ -63,9 +151,8 @@ def sorted_by_id(table: pa.Table) -> pa.Table:
     return table.sort_by("id")
 
 
-def test_a_table_written_through_one_host_reads_the_same_through_the_others(catalog_uri, tmp_path):
-    warehouse = tmp_path / "warehouse"
-    with cluster(warehouse, catalog_uri) as hosts:
+def test_a_table_written_through_one_host_reads_the_same_through_the_others(catalog_uri, files):
+    with cluster(files, catalog_uri) as hosts:
         a, b, c = (Client(h.location) for h in hosts)
         expected = data.table(30_000, batch_rows=5_000, seed=7)
         a.put({"table": "shop.orders"}, expected)
@@ -80,22 +167,21 @@ def test_a_table_written_through_one_host_reads_the_same_through_the_others(cata
 
         # pyiceberg's SqlCatalog on the same PostgreSQL database, and DuckDB's iceberg_scan.
         sqlalchemy_uri = catalog_uri.replace("postgres://", "postgresql+psycopg2://", 1)
-        catalog = SqlCatalog("floe", uri=sqlalchemy_uri, warehouse=f"file://{warehouse}/iceberg")
+        catalog = SqlCatalog("floe", uri=sqlalchemy_uri, warehouse=files.tables, **files.pyiceberg_props())
         table = catalog.load_table("shop.orders")
         via_pyiceberg = table.scan().to_arrow()
         via_a = a.read({"table": "shop.orders"})
         assert sorted_by_id(via_pyiceberg).equals(sorted_by_id(via_a))
-        con = duckdb.connect()
-        con.sql("LOAD iceberg")
+        assert table.metadata_location.startswith(files.tables)
+        con = files.duckdb()
         scanned = con.sql(f"SELECT * FROM iceberg_scan('{table.metadata_location}')").to_arrow_table()
         # DuckDB names the time zone Etc/UTC: the same instants.
         assert sorted_by_id(scanned.cast(via_a.schema)).equals(sorted_by_id(via_a))
 
 
-def test_hosts_register_and_a_killed_one_drops_out(catalog_uri, tmp_path):
-    warehouse = tmp_path / "warehouse"
-    with cluster(warehouse, catalog_uri, 3, "--split-reads-at", "1") as hosts:
-        listed = cluster_list(warehouse, catalog_uri)
+def test_hosts_register_and_a_killed_one_drops_out(catalog_uri, files):
+    with cluster(files, catalog_uri, 3, "--split-reads-at", "1") as hosts:
+        listed = cluster_list(files, catalog_uri)
         assert sorted(row[1] for row in listed) == sorted(h.location for h in hosts)
         assert all(row[-1] == "live" for row in listed)
         a = Client(hosts[0].location)
@@ -114,13 +200,13 @@ def test_hosts_register_and_a_killed_one_drops_out(catalog_uri, tmp_path):
         assert endpoint_batches(planned, a.host, a.options).read_all().num_rows == 600_000
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            live = [row[1] for row in cluster_list(warehouse, catalog_uri)]
+            live = [row[1] for row in cluster_list(files, catalog_uri)]
             if victim.location not in live:
                 break
             time.sleep(0.25)
         assert sorted(live) == sorted(h.location for h in hosts[:2])
         # Still registered, expired (the host did not get to deregister).
-        expired = [row for row in cluster_list(warehouse, catalog_uri, "--all") if row[-1] == "expired"]
+        expired = [row for row in cluster_list(files, catalog_uri, "--all") if row[-1] == "expired"]
         assert [row[1] for row in expired] == [victim.location]
         # Live hosts no longer hand it out (their view is refreshed by their heartbeat).
         time.sleep(2 * float(HEARTBEAT) + 0.5)
@@ -130,11 +216,11 @@ def test_hosts_register_and_a_killed_one_drops_out(catalog_uri, tmp_path):
         assert a.read({"table": "s.big"}).num_rows == 600_000
         # A host stopped cleanly leaves the list at once.
         hosts[1].stop()
-        assert [row[1] for row in cluster_list(warehouse, catalog_uri)] == [hosts[0].location]
+        assert [row[1] for row in cluster_list(files, catalog_uri)] == [hosts[0].location]
 
 
-def test_appends_from_three_hosts_each_land_exactly_once(catalog_uri, tmp_path):
-    with cluster(tmp_path / "warehouse", catalog_uri) as hosts:
+def test_appends_from_three_hosts_each_land_exactly_once(catalog_uri, files):
+    with cluster(files, catalog_uri) as hosts:
         Client(hosts[0].location).put({"table": "s.busy"}, data.table(10))
         errors = []
 
@@ -160,13 +246,13 @@ def test_appends_from_three_hosts_each_land_exactly_once(catalog_uri, tmp_path):
         assert sum(s["operation"] == "append" for s in snapshots) == 1 + 3 * 4 * 25
 
 
-def test_readers_see_only_whole_commits_while_hosts_append_and_overwrite(catalog_uri, tmp_path):
+def test_readers_see_only_whole_commits_while_hosts_append_and_overwrite(catalog_uri, files):
     batch_rows = 500
 
     def commit(n):
         return pa.table({"commit": pa.array([n] * batch_rows, pa.int64()), "v": pa.array(range(batch_rows), pa.int64())})
 
-    with cluster(tmp_path / "warehouse", catalog_uri) as hosts:
+    with cluster(files, catalog_uri) as hosts:
         Client(hosts[0].location).put({"table": "s.mixed"}, commit(0))
         stop = threading.Event()
         errors, seen = [], []
@@ -203,9 +289,8 @@ def test_readers_see_only_whole_commits_while_hosts_append_and_overwrite(catalog
         assert len(seen) > 10
 
 
-def test_a_host_killed_mid_upload_leaves_only_whole_commits(catalog_uri, tmp_path):
-    warehouse = tmp_path / "warehouse"
-    with cluster(warehouse, catalog_uri) as hosts:
+def test_a_host_killed_mid_upload_leaves_only_whole_commits(catalog_uri, files):
+    with cluster(files, catalog_uri) as hosts:
         a, victim = Client(hosts[0].location), hosts[2]
         a.put({"table": "s.kill"}, data.table(1_000))
         uploading = threading.Event()
@@ -234,19 +319,19 @@ def test_a_host_killed_mid_upload_leaves_only_whole_commits(catalog_uri, tmp_pat
         b.put({"table": "s.kill"}, data.table(500, start=5_000))
         assert a.rows("s.kill") == 1_500
         assert sorted(pc.unique(b.read({"table": "s.kill", "columns": ["id"]}).column("id")).to_pylist())[-1] < 10_000
-        # A new host (or the others' next sweep) deletes what the dead one was writing.
-        data_dir = next((warehouse / "iceberg").glob("s/kill*/data"))
-        before = sum(1 for _ in data_dir.rglob("*.parquet"))
-        with Host(warehouse, "--catalog", catalog_uri, "--heartbeat", HEARTBEAT) as fresh:
+        # A new host (or the others' next sweep) deletes what the dead one was writing;
+        # on object storage, the host that takes over the dead one's directory does.
+        with files.host(catalog_uri, home=victim.warehouse) as fresh:
             assert "deleted the files of a write that never committed" in fresh.log()
-            after = sum(1 for _ in data_dir.rglob("*.parquet"))
-            assert after <= before
+            # What is left is exactly what the table's snapshots name (an object store
+            # shows no object for an unfinished multipart upload in the first place).
+            (current,) = [s for s in b.action("list_snapshots", {"table": "s.kill"}) if s["current"]]
+            assert len(files.data_files("s.kill")) == int(current["summary"]["total-data-files"])
             assert Client(fresh.location).rows("s.kill") == 1_500
 
 
-def test_a_split_read_returns_exactly_the_rows_of_a_single_endpoint_read(catalog_uri, tmp_path):
-    warehouse = tmp_path / "warehouse"
-    with cluster(warehouse, catalog_uri, 3, "--split-reads-at", "1") as hosts:
+def test_a_split_read_returns_exactly_the_rows_of_a_single_endpoint_read(catalog_uri, files):
+    with cluster(files, catalog_uri, 3, "--split-reads-at", "1") as hosts:
         a = Client(hosts[0].location)
         for i in range(7):
             a.put({"table": "s.wide"}, data.table(150_000, start=i * 150_000, seed=i))
@@ -312,8 +397,9 @@ def test_a_second_host_on_a_sqlite_warehouse_is_refused_with_the_way_out(tmp_pat
 
 
 def test_a_plugin_registered_beside_one_host_runs_on_every_host_and_every_part(catalog_uri, tmp_path):
-    warehouse = tmp_path / "warehouse"
-    with cluster(warehouse, catalog_uri, 2, "--split-reads-at", "1") as hosts:
+    files = LocalFiles(tmp_path)
+    warehouse = files.warehouse
+    with cluster(files, catalog_uri, 2, "--split-reads-at", "1") as hosts:
         a, b = (Client(h.location) for h in hosts)
         for i in range(4):
             a.put({"table": "s.p"}, data.table(150_000, start=i * 150_000))

@@ -16,20 +16,37 @@ use clap::{Args, ValueEnum};
 /// The warehouse every command works on, and the optional settings file.
 #[derive(Debug, Clone, Args)]
 pub struct Warehouse {
-    /// The warehouse directory (created if missing).
+    /// The warehouse: a local directory (created if missing) or a prefix of an
+    /// S3-compatible bucket (s3://bucket/prefix), whose credentials come from
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN).
     #[arg(
         short,
         long,
-        value_name = "DIR",
+        value_name = "DIR|URL",
         env = "FLOE_WAREHOUSE",
         default_value = "warehouse"
     )]
-    pub warehouse: PathBuf,
+    pub warehouse: String,
     /// The SQL catalog: a PostgreSQL database many hosts share
     /// (postgres://user:password@host:port/db) or a SQLite file
-    /// [default: catalog.db in the warehouse].
+    /// [default: catalog.db in the warehouse; required for an s3:// warehouse].
     #[arg(long, value_name = "URI", env = "FLOE_CATALOG")]
     pub catalog: Option<String>,
+    /// The S3 endpoint of a store that is not AWS (MinIO, R2, …), e.g.
+    /// http://127.0.0.1:9000 [default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS].
+    #[arg(long, value_name = "URL", env = "FLOE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// The S3 region [default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1].
+    #[arg(long, value_name = "REGION", env = "FLOE_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Path-style S3 URLs (endpoint/bucket/key) [default: true with an endpoint, as
+    /// most S3-compatible stores need; false on AWS].
+    #[arg(long, value_name = "BOOL", env = "FLOE_S3_PATH_STYLE")]
+    pub s3_path_style: Option<bool>,
+    /// For an s3:// warehouse, the local directory this host keeps its own files in
+    /// (plugins, principals, DuckDB's spill) [default: ~/.cache/floe/<bucket>/<prefix>].
+    #[arg(long, value_name = "DIR", env = "FLOE_HOST_DIR")]
+    pub host_dir: Option<PathBuf>,
     /// A TOML file of settings: any of the keys named by the flags here, with `_` for
     /// `-` (e.g. `port = 8817`). Flags and environment variables override it.
     #[arg(long, value_name = "FILE", env = "FLOE_CONFIG")]
@@ -37,13 +54,67 @@ pub struct Warehouse {
 }
 
 impl Warehouse {
-    /// The warehouse directory, created if missing, as an absolute path.
+    /// Whether the warehouse is on object storage.
+    pub fn is_remote(&self) -> bool {
+        self.warehouse.starts_with("s3://")
+    }
+
+    /// The host's local directory, created if missing, as an absolute path: the
+    /// warehouse itself when it is local.
     pub fn dir(&self) -> anyhow::Result<PathBuf> {
-        let dir = &self.warehouse;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the warehouse directory {}", dir.display()))?;
+        if !self.is_remote() && self.warehouse.contains("://") {
+            anyhow::bail!(
+                "warehouse {}: use a local directory or an s3:// URL",
+                self.warehouse
+            );
+        }
+        let dir = match &self.host_dir {
+            _ if !self.is_remote() => PathBuf::from(&self.warehouse),
+            Some(dir) => dir.clone(),
+            None => {
+                let home = std::env::var_os("HOME").context("HOME is not set: pass --host-dir")?;
+                let place = self
+                    .warehouse
+                    .trim_start_matches("s3://")
+                    .trim_end_matches('/');
+                PathBuf::from(home).join(".cache/floe").join(place)
+            }
+        };
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the directory {}", dir.display()))?;
         dir.canonicalize()
-            .with_context(|| format!("resolving the warehouse directory {}", dir.display()))
+            .with_context(|| format!("resolving the directory {}", dir.display()))
+    }
+
+    /// Where the warehouse's tables, catalog and host files are.
+    pub fn layout(&self) -> anyhow::Result<crate::engines::Layout> {
+        use crate::engines::{Layout, S3Access};
+        let dir = self.dir()?;
+        if !self.is_remote() {
+            return Ok(Layout::local(&dir, self.catalog.as_deref())?);
+        }
+        let Some(catalog) = &self.catalog else {
+            anyhow::bail!(
+                "the s3:// warehouse {} needs --catalog: a postgres:// URI (to share it \
+                 between hosts) or a SQLite file",
+                self.warehouse
+            );
+        };
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let endpoint = self
+            .s3_endpoint
+            .clone()
+            .or_else(|| var("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| var("AWS_ENDPOINT_URL"));
+        let region = self
+            .s3_region
+            .clone()
+            .or_else(|| var("AWS_REGION"))
+            .or_else(|| var("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".into());
+        let path_style = self.s3_path_style.unwrap_or(endpoint.is_some());
+        let access = S3Access::from_env(endpoint, region, path_style)?;
+        Ok(Layout::s3(&self.warehouse, access, catalog, &dir)?)
     }
 }
 

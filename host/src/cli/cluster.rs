@@ -5,7 +5,6 @@ use clap::Subcommand;
 
 use crate::cluster::{Registry, now_ms};
 use crate::config::Warehouse;
-use crate::engines::catalog_db;
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -21,7 +20,7 @@ pub enum ClusterCommand {
 
 pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
     let ClusterCommand::List { all, warehouse } = command;
-    let db = catalog_db(&warehouse.dir()?, warehouse.catalog.as_deref())?;
+    let db = warehouse.layout()?.catalog;
     let members = Registry::open(&db).await?.members().await?;
     let now = now_ms();
     println!(

@@ -172,10 +172,9 @@ async fn open(
     duck: &DuckSettings,
     maintenance: &MaintenanceSettings,
 ) -> anyhow::Result<Lakehouse> {
-    let dir = warehouse.dir()?;
-    Lakehouse::open(&dir, warehouse.catalog.as_deref(), duck, maintenance)
+    Lakehouse::open(&warehouse.layout()?, duck, maintenance)
         .await
-        .with_context(|| format!("opening the warehouse {}", dir.display()))
+        .with_context(|| format!("opening the warehouse {}", warehouse.warehouse))
 }
 
 async fn serve(args: Settings) -> anyhow::Result<()> {
@@ -194,7 +193,7 @@ async fn serve(args: Settings) -> anyhow::Result<()> {
         .context("starting the WASM plugin runtime")?;
     let (reader, note) = lakehouse.iceberg_reader();
     tracing::info!(
-        warehouse = %args.warehouse.dir()?.display(),
+        warehouse = %args.warehouse.warehouse,
         iceberg_reader = ?reader,
         note = note.unwrap_or(""),
         "Iceberg tables are read by DuckDB via {}",
@@ -348,7 +347,14 @@ async fn doctor(args: Settings) -> anyhow::Result<()> {
     let (reader, note) = lakehouse.iceberg_reader();
     let limits = args.sandbox.limits();
     println!("floe host {}", version());
-    println!("warehouse:       {}", dir.display());
+    match args.warehouse.is_remote() {
+        true => println!(
+            "warehouse:       {} (host files in {})",
+            args.warehouse.warehouse,
+            dir.display()
+        ),
+        false => println!("warehouse:       {}", dir.display()),
+    }
     for (what, path) in lakehouse.files() {
         println!("{:<16} {path}", format!("{what}:"));
     }

@@ -5,21 +5,20 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use std::path::Path;
-
 use super::iceberg::{Expired, Orphans, Retention};
 use super::iceberg::{IcebergEngine, PlanCache};
-use super::{Lakehouse, Located, catalog_db, tables_dir};
+use super::{Lakehouse, Layout, Located};
 use crate::command::{ExpireOptions, TableName};
 use crate::config::MaintenanceSettings;
 use crate::error::{Error, Result};
 
 /// The warehouse's Iceberg tables alone, without DuckDB: maintenance from the command
 /// line works beside a running host (whose DuckDB database file is its own).
-pub async fn open_tables(warehouse: &Path, catalog: Option<&str>) -> Result<IcebergEngine> {
+pub async fn open_tables(layout: &Layout) -> Result<IcebergEngine> {
     IcebergEngine::open(
-        catalog_db(warehouse, catalog)?,
-        &tables_dir(warehouse),
+        layout.catalog.clone(),
+        layout.storage.clone(),
+        &layout.journal(),
         PlanCache::new(0, 0),
     )
     .await

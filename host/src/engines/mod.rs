@@ -9,6 +9,7 @@ pub mod iceberg;
 mod maintain;
 mod plan;
 mod rewrite;
+pub mod storage;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -36,6 +37,7 @@ pub use self::iceberg::{Expired, Orphans};
 pub use maintain::{open_tables, retention};
 pub use plan::ReadPlan;
 use plan::{PLAN_TTL, Recent};
+pub use storage::{S3Access, Storage};
 pub use write::{WriteHandle, WriteOptions, Written};
 
 pub struct Lakehouse {
@@ -133,29 +135,33 @@ enum Located {
 }
 
 impl Lakehouse {
-    /// The warehouse at `warehouse`, its catalog at `catalog` (a postgres:// URI or a
-    /// SQLite file; default `catalog.db` in the warehouse).
+    /// The warehouse `layout` describes.
     pub async fn open(
-        warehouse: &Path,
-        catalog: Option<&str>,
+        layout: &Layout,
         duck: &DuckSettings,
         maintenance: &MaintenanceSettings,
     ) -> Result<Self> {
-        std::fs::create_dir_all(warehouse)
-            .with_context(|| format!("creating the warehouse {}", warehouse.display()))?;
+        let home = &layout.home;
+        std::fs::create_dir_all(home)
+            .with_context(|| format!("creating the warehouse {}", home.display()))?;
         let cache = PlanCache::new(duck.plan_cache_tables, duck.plan_cache_mib << 20);
         let capacity = if cache.enabled() { 4096 } else { 0 };
         let (schemas, plans) = (
             Recent::new(capacity, None),
             Recent::new(capacity, Some(PLAN_TTL)),
         );
-        let catalog = catalog_db(warehouse, catalog)?;
-        let duck_home = match catalog.is_shared() {
+        let duck_home = match layout.catalog.is_shared() {
             true => DuckHome::Memory,
-            false => DuckHome::Warehouse(warehouse.to_path_buf()),
+            false => DuckHome::Warehouse(home.clone()),
         };
-        let iceberg = IcebergEngine::open(catalog, &tables_dir(warehouse), cache).await?;
-        let duck = DuckEngine::open(&duck_home, &tables_dir(warehouse), duck).await?;
+        let iceberg = IcebergEngine::open(
+            layout.catalog.clone(),
+            layout.storage.clone(),
+            &layout.journal(),
+            cache,
+        )
+        .await?;
+        let duck = DuckEngine::open(&duck_home, &layout.storage, duck).await?;
         // Views left by an earlier run are re-pointed, or dropped if their table is gone.
         let known = duck
             .list_views()
@@ -197,6 +203,7 @@ impl Lakehouse {
             None => "in memory (the warehouse is shared: no DuckDB-native tables)".into(),
         };
         vec![
+            ("tables", self.iceberg.storage().tables().to_string()),
             ("catalog", self.iceberg.catalog_db().describe()),
             ("duckdb", database),
             (
@@ -510,12 +517,43 @@ impl Lakehouse {
     }
 }
 
-/// Where Iceberg tables keep their files: all that DuckDB may read.
-pub fn tables_dir(warehouse: &Path) -> PathBuf {
-    warehouse.join("iceberg")
+/// Where a warehouse's parts are.
+#[derive(Clone)]
+pub struct Layout {
+    /// Table files: `<warehouse>/iceberg`, on local disk or object storage.
+    pub storage: Storage,
+    pub catalog: CatalogDb,
+    /// A local directory of the host's: the warehouse itself when it is local.
+    /// Writes in progress are recorded under `<home>/iceberg/.writes`.
+    pub home: PathBuf,
 }
 
-/// The SQL catalog: `uri`, or the database file `catalog.db` in the warehouse.
-pub fn catalog_db(warehouse: &Path, uri: Option<&str>) -> Result<CatalogDb> {
-    CatalogDb::new(uri, &warehouse.join("catalog.db"))
+impl Layout {
+    /// A warehouse in the local directory `dir`, its catalog at `catalog` (a
+    /// postgres:// URI or a SQLite file; default `catalog.db` in the warehouse).
+    pub fn local(dir: &Path, catalog: Option<&str>) -> Result<Self> {
+        Ok(Self {
+            storage: Storage::local(&dir.join(TABLES)),
+            catalog: CatalogDb::new(catalog, &dir.join("catalog.db"))?,
+            home: dir.to_path_buf(),
+        })
+    }
+
+    /// A warehouse on object storage at `url`, its catalog at `catalog`; `home` is
+    /// the host's own directory.
+    pub fn s3(url: &str, access: S3Access, catalog: &str, home: &Path) -> Result<Self> {
+        let url = url.trim_end_matches('/');
+        Ok(Self {
+            storage: Storage::s3(&format!("{url}/{TABLES}"), access)?,
+            catalog: CatalogDb::new(Some(catalog), &home.join("catalog.db"))?,
+            home: home.to_path_buf(),
+        })
+    }
+
+    fn journal(&self) -> PathBuf {
+        self.home.join(TABLES)
+    }
 }
+
+/// The directory of Iceberg tables in a warehouse.
+const TABLES: &str = "iceberg";

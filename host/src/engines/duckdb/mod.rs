@@ -13,7 +13,7 @@ mod read;
 pub mod sql;
 mod write;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
@@ -24,6 +24,7 @@ use self::database::Database;
 use self::sql::{Origin, Query, Source};
 use crate::command::TableName;
 use crate::config::{DuckSettings, ReaderChoice};
+use crate::engines::storage::Storage;
 use crate::error::{Context, Error, Result};
 
 pub use audit::References;
@@ -109,14 +110,14 @@ impl DuckEngine {
     /// changing them.
     pub async fn open(
         home: &DuckHome,
-        tables: &Path,
+        storage: &Storage,
         settings: &DuckSettings,
     ) -> Result<Arc<Self>> {
-        let (home, tables, settings) = (home.clone(), tables.to_path_buf(), settings.clone());
-        crate::blocking::run(move || Self::open_now(&home, &tables, &settings).map(Arc::new)).await
+        let (home, storage, settings) = (home.clone(), storage.clone(), settings.clone());
+        crate::blocking::run(move || Self::open_now(&home, &storage, &settings).map(Arc::new)).await
     }
 
-    fn open_now(home: &DuckHome, tables: &Path, settings: &DuckSettings) -> Result<Self> {
+    fn open_now(home: &DuckHome, storage: &Storage, settings: &DuckSettings) -> Result<Self> {
         let db = Database::open(home.database_path().as_deref())?;
         let conn = db.connect()?;
         conn.execute_batch(&sql::extension_settings(settings.extension_dir.as_deref()))
@@ -150,7 +151,12 @@ impl DuckEngine {
             &home.spill_path(),
         ))
         .context("setting DuckDB's memory limit and threads")?;
-        conn.execute_batch(&sql::confine(tables))
+        if let Some(setup) = storage.duckdb_setup() {
+            conn.execute_batch(&setup).context(
+                "reaching the object store from DuckDB (is duckdb-extension-httpfs installed?)",
+            )?;
+        }
+        conn.execute_batch(&sql::confine(&storage.allowed_directories()))
             .context("confining DuckDB to the warehouse")?;
         Ok(Self {
             db,

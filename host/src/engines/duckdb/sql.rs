@@ -232,7 +232,7 @@ fn quote_ident(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
-fn quote_literal(text: &str) -> String {
+pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
@@ -293,17 +293,15 @@ pub const UTC: &str = "SET GLOBAL TimeZone = 'UTC';";
 
 pub const LOAD_ICEBERG: &str = "LOAD avro; LOAD iceberg;";
 
-/// Files only inside `tables`, the warehouse's table files (Iceberg manifests name
-/// them as `file://` URLs: both spellings), never its catalog, principals or keys;
-/// and no query may change that.
-pub fn confine(tables: &Path) -> String {
-    let dir = format!("{}/", tables.display());
+/// Files only inside `directories`, the warehouse's table files, never its
+/// catalog, principals or keys; and no query may change that.
+pub fn confine(directories: &[String]) -> String {
+    let list: Vec<String> = directories.iter().map(|d| quote_literal(d)).collect();
     format!(
-        "SET allowed_directories = [{}, {}];
+        "SET allowed_directories = [{}];
          SET enable_external_access = false;
          SET lock_configuration = true;",
-        quote_literal(&dir),
-        quote_literal(&format!("file://{dir}"))
+        list.join(", ")
     )
 }
 

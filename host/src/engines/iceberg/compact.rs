@@ -6,10 +6,12 @@
 use std::collections::HashMap;
 
 use futures::TryStreamExt;
+use iceberg::arrow::ArrowFileReader;
+use iceberg::io::FileIO;
 use iceberg::spec::{DataFile, Struct};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 
-use super::{Committed, IcebergEngine, LoadedTable, local_path};
+use super::{Committed, IcebergEngine, LoadedTable};
 use crate::command::TableName;
 use crate::error::{Context, Result};
 
@@ -37,7 +39,7 @@ impl IcebergEngine {
         let paths: Vec<String> = small.iter().map(|f| f.file_path().to_string()).collect();
         let mut write = self.begin_replace(name, &table, small).await?;
         for path in &paths {
-            if let Err(err) = copy_file(path, &mut write).await {
+            if let Err(err) = copy_file(&self.file_io, path, &mut write).await {
                 write.abort().await;
                 return Err(err);
             }
@@ -84,10 +86,19 @@ pub(super) fn is_small(file: &DataFile) -> bool {
 }
 
 /// Stream one data file's batches into the rewrite.
-async fn copy_file(path: &str, write: &mut super::TableWrite) -> Result<()> {
-    let file = tokio::fs::File::open(local_path(path))
+async fn copy_file(file_io: &FileIO, path: &str, write: &mut super::TableWrite) -> Result<()> {
+    let input = file_io
+        .new_input(path)
+        .with_context(|| format!("opening {path} to compact it"))?;
+    let meta = input
+        .metadata()
         .await
         .with_context(|| format!("opening {path} to compact it"))?;
+    let reader = input
+        .reader()
+        .await
+        .with_context(|| format!("opening {path} to compact it"))?;
+    let file = ArrowFileReader::new(meta, reader);
     let mut batches = ParquetRecordBatchStreamBuilder::new(file)
         .await
         .with_context(|| format!("reading {path}"))?

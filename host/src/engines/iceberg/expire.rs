@@ -153,7 +153,7 @@ impl IcebergEngine {
                 dry_run,
             };
             if dry_run {
-                outcome.deleted_bytes = sizes(&doomed).await;
+                outcome.deleted_bytes = self.sizes(&doomed).await;
                 return Ok(outcome);
             }
             if !self
@@ -164,7 +164,7 @@ impl IcebergEngine {
                 tokio::time::sleep(super::commit::backoff(attempt)).await;
                 continue;
             }
-            outcome.deleted_bytes = delete(&doomed).await;
+            outcome.deleted_bytes = self.delete(&doomed).await;
             tracing::info!(table = %name, snapshots = outcome.snapshot_ids.len(), files = doomed.len(), "expired snapshots");
             return Ok(outcome);
         }
@@ -202,7 +202,7 @@ impl IcebergEngine {
             .chain(gone.named.into_iter().filter(|p| !kept.live.contains(p)))
             .filter(|p| inside(p, location))
             .collect();
-        doomed.extend(stale_metadata_files(table).await);
+        doomed.extend(self.stale_metadata_files(table).await);
         doomed.sort();
         Ok(doomed)
     }
@@ -272,41 +272,6 @@ fn referenced_by_refs(metadata: &TableMetadata) -> HashSet<i64> {
         .unwrap_or_default()
 }
 
-/// Metadata files (`NNNNN-….metadata.json`) older than every one the metadata log
-/// still names: the log has dropped them, so no reader is directed to them.
-async fn stale_metadata_files(table: &LoadedTable) -> Vec<String> {
-    let metadata = table.metadata();
-    let version = |path: &str| -> Option<u64> {
-        let file = path.rsplit('/').next()?;
-        file.split_once('-')?.0.parse().ok()
-    };
-    let oldest_named = metadata
-        .metadata_log()
-        .iter()
-        .map(|entry| entry.metadata_file.as_str())
-        .chain([table.metadata_location()])
-        .filter_map(version)
-        .min();
-    let Some(oldest_named) = oldest_named else {
-        return Vec::new();
-    };
-    let dir = format!("{}/metadata", local_path(metadata.location()));
-    let mut stale = Vec::new();
-    let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
-        return stale;
-    };
-    while let Ok(Some(entry)) = entries.next_entry().await {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".metadata.json") && version(&name).is_some_and(|v| v < oldest_named) {
-            stale.push(format!(
-                "{}/metadata/{name}",
-                metadata.location().trim_end_matches('/')
-            ));
-        }
-    }
-    stale
-}
-
 /// Whether `path` lies in the table directory `location`.
 fn inside(path: &str, location: &str) -> bool {
     let location = local_path(location).trim_end_matches('/');
@@ -315,31 +280,59 @@ fn inside(path: &str, location: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('/'))
 }
 
-async fn sizes(paths: &[String]) -> u64 {
-    let mut bytes = 0;
-    for path in paths {
-        if let Ok(meta) = tokio::fs::metadata(local_path(path)).await {
-            bytes += meta.len();
-        }
+impl IcebergEngine {
+    /// Metadata files (`NNNNN-….metadata.json`) older than every one the metadata
+    /// log still names: the log has dropped them, so no reader is directed to them.
+    async fn stale_metadata_files(&self, table: &LoadedTable) -> Vec<String> {
+        let metadata = table.metadata();
+        let version = |path: &str| -> Option<u64> {
+            let file = path.rsplit('/').next()?;
+            file.split_once('-')?.0.parse().ok()
+        };
+        let oldest_named = metadata
+            .metadata_log()
+            .iter()
+            .map(|entry| entry.metadata_file.as_str())
+            .chain([table.metadata_location()])
+            .filter_map(version)
+            .min();
+        let Some(oldest_named) = oldest_named else {
+            return Vec::new();
+        };
+        let dir = format!("{}/metadata", metadata.location().trim_end_matches('/'));
+        let Ok(listed) = self.storage.list(&dir).await else {
+            return Vec::new();
+        };
+        listed
+            .into_iter()
+            .map(|file| file.location)
+            .filter(|location| {
+                let name = location.rsplit('/').next().unwrap_or_default();
+                name.ends_with(".metadata.json") && version(name).is_some_and(|v| v < oldest_named)
+            })
+            .collect()
     }
-    bytes
-}
 
-/// Delete `paths`; the bytes freed. A file that cannot be deleted stays for the
-/// orphan cleanup.
-async fn delete(paths: &[String]) -> u64 {
-    let mut bytes = 0;
-    for path in paths {
-        let local = local_path(path);
-        let size = tokio::fs::metadata(local)
-            .await
-            .map(|m| m.len())
-            .unwrap_or(0);
-        match tokio::fs::remove_file(local).await {
-            Ok(()) => bytes += size,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => tracing::warn!(path = %local, %err, "could not delete an expired file"),
+    async fn sizes(&self, locations: &[String]) -> u64 {
+        let mut bytes = 0;
+        for location in locations {
+            bytes += self.storage.size(location).await.unwrap_or(0);
         }
+        bytes
     }
-    bytes
+
+    /// Delete `locations`; the bytes freed. A file that cannot be deleted stays for
+    /// the orphan cleanup.
+    async fn delete(&self, locations: &[String]) -> u64 {
+        let mut bytes = 0;
+        for location in locations {
+            let size = self.storage.size(location).await.unwrap_or(0);
+            match self.storage.delete(location).await {
+                Ok(true) => bytes += size,
+                Ok(false) => {}
+                Err(err) => tracing::warn!(%location, %err, "could not delete an expired file"),
+            }
+        }
+        bytes
+    }
 }

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use super::{IcebergEngine, files_under, local_path, snapshot_carrying};
+use super::{IcebergEngine, snapshot_carrying};
 use crate::command::TableName;
 use crate::error::{Context, Result};
 
@@ -198,7 +198,10 @@ impl IcebergEngine {
             return Ok(());
         };
         if !self.committed(&record).await? {
-            let deleted = delete_prefixed(&record.data_dir, &record.file_prefix).await;
+            let deleted = self
+                .storage
+                .delete_prefixed(&record.data_dir, &record.file_prefix)
+                .await;
             tracing::info!(
                 table = %record.table,
                 write = %record.file_prefix,
@@ -223,24 +226,4 @@ impl IcebergEngine {
         };
         Ok(snapshot_carrying(table.metadata(), WRITE_ID, &record.file_prefix).is_some())
     }
-}
-
-/// Delete the files under `data_dir` whose names start with `prefix`; how many.
-pub(super) async fn delete_prefixed(data_dir: &str, prefix: &str) -> usize {
-    let mut deleted = 0;
-    for (path, _) in files_under(PathBuf::from(local_path(data_dir))).await {
-        if !path
-            .file_name()
-            .is_some_and(|name| name.to_string_lossy().starts_with(prefix))
-        {
-            continue;
-        }
-        match tokio::fs::remove_file(&path).await {
-            Ok(()) => deleted += 1,
-            Err(err) => {
-                tracing::warn!(path = %path.display(), %err, "could not delete an aborted data file")
-            }
-        }
-    }
-    deleted
 }

@@ -22,11 +22,11 @@ mod tests;
 mod write;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use iceberg::io::{FileIO, FileIOBuilder, LocalFsStorageFactory};
+use iceberg::io::FileIO;
 use iceberg::spec::{
     DataContentType, DataFile, ManifestContentType, ManifestFile, SnapshotRef, TableMetadata,
 };
@@ -48,6 +48,8 @@ pub use rewrite::{RewriteBase, Staged, may_match};
 pub use write::{RowsWrite, TableWrite, WriteOp};
 
 use crate::command::TableName;
+use crate::engines::storage::Storage;
+pub use crate::engines::storage::local_path;
 use crate::error::{Context, Error, Result};
 
 /// The catalog name floe uses in the SQL catalog's tables. pyiceberg opens the same
@@ -60,8 +62,8 @@ pub struct IcebergEngine {
     pool: AnyPool,
     db: CatalogDb,
     file_io: FileIO,
-    /// Where new tables are placed: `<root>/<namespace>/<name>-<id>`.
-    root: PathBuf,
+    /// Where table files are: new tables go to `<tables>/<namespace>/<name>-<id>`.
+    storage: Storage,
     /// One lock per table: this process's commits to a table take turns (see `commit`).
     commit_turns: std::sync::Mutex<HashMap<TableName, Arc<tokio::sync::Mutex<()>>>>,
     cache: PlanCache,
@@ -208,34 +210,6 @@ pub struct LiveFile {
     pub spec_id: i32,
 }
 
-/// A `file:` URL's path; other strings unchanged.
-pub fn local_path(location: &str) -> &str {
-    // `file:/x` is the same place as `file:///x` (some writers use the short form).
-    location
-        .strip_prefix("file://")
-        .or_else(|| location.strip_prefix("file:"))
-        .unwrap_or(location)
-}
-
-/// Every file under `root`, at any depth (partitioned tables keep a directory per
-/// partition value), with its metadata. Unreadable entries are skipped.
-pub(super) async fn files_under(root: PathBuf) -> Vec<(PathBuf, std::fs::Metadata)> {
-    let (mut files, mut dirs) = (Vec::new(), vec![root]);
-    while let Some(dir) = dirs.pop() {
-        let Ok(mut entries) = tokio::fs::read_dir(&dir).await else {
-            continue;
-        };
-        while let Ok(Some(entry)) = entries.next_entry().await {
-            match entry.metadata().await {
-                Ok(meta) if meta.is_dir() => dirs.push(entry.path()),
-                Ok(meta) => files.push((entry.path(), meta)),
-                Err(_) => {}
-            }
-        }
-    }
-    files
-}
-
 /// The snapshot whose summary has `property` = `value` (a write's id, an upload's
 /// idempotency key), among those the table keeps.
 pub(super) fn snapshot_carrying<'m>(
@@ -271,35 +245,44 @@ fn ident(name: &TableName) -> Result<TableIdent> {
 }
 
 impl IcebergEngine {
-    pub async fn open(db: CatalogDb, root: &Path, cache: PlanCache) -> Result<Self> {
-        std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    /// The catalog in `db`, tables in `storage`; this host's records of writes in
+    /// progress under `journal`.
+    pub async fn open(
+        db: CatalogDb,
+        storage: Storage,
+        journal: &Path,
+        cache: PlanCache,
+    ) -> Result<Self> {
+        storage.check().await?;
         // floe's own pool first: an unreachable database is reported as such.
         let pool = db.pool().await?;
-        let props = HashMap::from([
+        let (factory, mut props) = storage.iceberg_io();
+        props.extend([
             ("uri".to_string(), db.uri()),
-            (
-                "warehouse".to_string(),
-                format!("file://{}", root.display()),
-            ),
+            ("warehouse".to_string(), storage.tables().to_string()),
             ("sql_bind_style".to_string(), db.bind_style().to_string()),
         ]);
         let catalog = SqlCatalogBuilder::default()
-            .with_storage_factory(Arc::new(LocalFsStorageFactory))
+            .with_storage_factory(factory)
             .load(CATALOG_NAME, props)
             .await
             .with_context(|| format!("opening the SQL catalog {}", db.describe()))?;
-        let file_io = FileIOBuilder::new(Arc::new(LocalFsStorageFactory)).build();
         Ok(Self {
             catalog,
             pool,
             db,
-            file_io,
-            root: root.to_path_buf(),
+            file_io: storage.file_io(),
+            storage,
             commit_turns: Default::default(),
             cache,
             pins: Pins::default(),
-            journal: journal::Journal::new(root),
+            journal: journal::Journal::new(journal),
         })
+    }
+
+    /// Where the table files are.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
     }
 
     /// The table, or `None` if the catalog has no such table. Current as of this
@@ -402,10 +385,10 @@ impl IcebergEngine {
             .drop_table(&ident(name)?)
             .await
             .with_context(|| format!("dropping {name}"))?;
-        let location = local_path(loaded.metadata().location()).to_string();
+        let location = loaded.metadata().location();
         // Only delete directories floe placed under the warehouse.
-        if Path::new(&location).starts_with(&self.root)
-            && let Err(err) = tokio::fs::remove_dir_all(&location).await
+        if self.storage.holds(location)
+            && let Err(err) = self.storage.delete_all(location).await
         {
             tracing::warn!(%name, %location, %err, "table dropped but its files remain");
         }
@@ -435,8 +418,8 @@ impl IcebergEngine {
     fn new_table_location(&self, name: &TableName) -> String {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
         format!(
-            "file://{}/{}/{}-{suffix}",
-            self.root.display(),
+            "{}/{}/{}-{suffix}",
+            self.storage.tables(),
             name.namespace,
             name.name
         )

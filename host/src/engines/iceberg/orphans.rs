@@ -4,14 +4,14 @@
 //! metadata names yet) is never touched.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use super::expire::Reached;
-use super::{IcebergEngine, files_under, local_path};
+use super::{IcebergEngine, local_path};
 use crate::command::TableName;
+use crate::engines::storage::Stored;
 use crate::error::{Error, Result};
 
 /// What an orphan cleanup found (and, unless a dry run, removed).
@@ -33,17 +33,19 @@ impl IcebergEngine {
     ) -> Result<Orphans> {
         let table = self.load(name).await?.ok_or_else(|| name.not_found())?;
         let metadata = table.metadata();
-        let root = PathBuf::from(local_path(metadata.location()));
-        if !root.is_absolute() {
+        if !self.storage.holds(metadata.location()) {
             return Err(Error::invalid(format!(
-                "{name} lives at {}: orphan files are looked for in local directories only",
-                metadata.location()
+                "{name} lives at {}, outside the warehouse's {}: its orphan files are \
+                 not floe's to remove",
+                metadata.location(),
+                self.storage.tables()
             )));
         }
         let referenced = referenced(&table).await?;
         let cutoff = SystemTime::now() - older_than;
         let current = local_path(table.metadata_location());
-        let (orphans, seen_current) = unreferenced(root, &referenced, current, cutoff).await;
+        let listed = self.storage.list(metadata.location()).await?;
+        let (orphans, seen_current) = unreferenced(listed, &referenced, current, cutoff);
         // The walk must meet the metadata file it started from: if it did not, the
         // metadata's paths do not name the files on disk, and nothing is safe to delete.
         if !seen_current {
@@ -58,13 +60,13 @@ impl IcebergEngine {
             dry_run,
             ..Default::default()
         };
-        for (path, size) in orphans {
-            if !dry_run && let Err(err) = tokio::fs::remove_file(&path).await {
-                tracing::warn!(path = %path.display(), %err, "could not remove an orphan file");
+        for orphan in orphans {
+            if !dry_run && let Err(err) = self.storage.delete(&orphan.location).await {
+                tracing::warn!(location = %orphan.location, %err, "could not remove an orphan file");
                 continue;
             }
             found.files += 1;
-            found.bytes += size;
+            found.bytes += orphan.bytes;
         }
         if found.files > 0 && !dry_run {
             tracing::info!(table = %name, files = found.files, bytes = found.bytes, "removed orphan files");
@@ -73,21 +75,22 @@ impl IcebergEngine {
     }
 }
 
-/// The files under `root` that `referenced` does not name and that were last
-/// modified before `cutoff`, with their sizes; and whether the walk met `current`
-/// (the table's metadata file) among the referenced ones.
-async fn unreferenced(
-    root: PathBuf,
+/// The `listed` files that `referenced` does not name and that were last modified
+/// before `cutoff`; and whether the listing met `current` (the table's metadata
+/// file) among the referenced ones.
+fn unreferenced(
+    listed: Vec<Stored>,
     referenced: &HashSet<String>,
     current: &str,
     cutoff: SystemTime,
-) -> (Vec<(PathBuf, u64)>, bool) {
+) -> (Vec<Stored>, bool) {
     let (mut orphans, mut seen_current) = (Vec::new(), false);
-    for (path, meta) in files_under(root).await {
-        if referenced.contains(path.to_string_lossy().as_ref()) {
-            seen_current |= path.to_string_lossy() == current;
-        } else if meta.modified().is_ok_and(|m| m < cutoff) {
-            orphans.push((path, meta.len()));
+    for file in listed {
+        let path = local_path(&file.location);
+        if referenced.contains(path) {
+            seen_current |= path == current;
+        } else if file.modified.is_some_and(|m| m < cutoff) {
+            orphans.push(file);
         }
     }
     (orphans, seen_current)

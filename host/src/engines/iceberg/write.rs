@@ -11,12 +11,13 @@ use iceberg::spec::{
 };
 use std::sync::Arc;
 
-use super::journal::{Recorded, delete_prefixed};
+use super::journal::Recorded;
 use super::lanes::Lanes;
 use super::partition::{describe, partition_spec, same_spec};
 use super::schema::{Conformer, iceberg_schema_of, same_columns, schema_difference};
 use super::{IcebergEngine, LoadedTable};
 use crate::command::{TableName, WriteMode};
+use crate::engines::storage::Storage;
 use crate::error::{Context, Error, Result};
 
 /// What the commit does with the table's previous data.
@@ -96,6 +97,8 @@ pub(super) struct WritePlan {
     pub file_prefix: String,
     /// This write, recorded until it has committed or cleaned up.
     recorded: Recorded,
+    /// Where its files are, to delete them if it fails.
+    storage: Storage,
     /// For a rewrite: the metadata its replaced files were chosen from. The commit
     /// is refused (`Cancelled`) if the table has moved on since.
     pub expect_location: Option<String>,
@@ -273,6 +276,7 @@ impl IcebergEngine {
                 data_dir,
                 file_prefix,
                 recorded,
+                storage: self.storage.clone(),
                 expect_location: None,
                 idempotency_key: None,
                 rows: 0,
@@ -345,7 +349,9 @@ impl TableWrite {
 impl WritePlan {
     /// The write failed or was aborted: its data files go, then its record.
     pub(super) async fn delete_files(&self) {
-        delete_prefixed(&self.data_dir, &self.file_prefix).await;
+        self.storage
+            .delete_prefixed(&self.data_dir, &self.file_prefix)
+            .await;
         self.recorded.done();
     }
 

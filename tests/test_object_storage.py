@@ -1,0 +1,113 @@
+"""A warehouse on S3-compatible object storage (a real moto server on loopback): the
+table lifecycle a host runs on its own files (overwrite, compaction, expiry, orphans,
+drop) works on objects, and every way of getting the store wrong stops the host at
+start with a message naming what and where. Several hosts on a bucket: test_cluster."""
+from __future__ import annotations
+
+import subprocess
+
+import pyarrow as pa
+import pytest
+
+import data
+from floe_client import HOST_BIN, Client, Host, free_port
+from s3 import S3Server, environ_without_aws
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with S3Server() as server:
+        yield server
+
+
+def serve(s3, tmp_path, url, *args, env=None) -> Host:
+    """A host on `url` with a SQLite catalog in its own directory."""
+    home, port = tmp_path / "host", free_port()
+    return Host(home, port=port, env=env if env is not None else s3.env, serve_args=[
+        "serve", "-w", url, "--host-dir", str(home), "--catalog", str(home / "catalog.db"), "-p", str(port), *args])
+
+
+def refused(host: Host) -> str:
+    with pytest.raises(RuntimeError) as failed:
+        host.start(timeout=60)
+    host.stop()
+    return str(failed.value)
+
+
+def test_the_table_lifecycle_runs_on_objects(s3, tmp_path):
+    url = f"{s3.bucket('floe-lifecycle')}/wh"
+    tables = f"{url}/iceberg"
+    with serve(s3, tmp_path, url) as host:
+        client = Client(host.location)
+        for i in range(4):
+            client.put({"table": "s.t"}, data.table(1_000, start=i * 1_000, seed=i))
+        keys = s3.keys(tables)
+        assert sum(k.endswith(".parquet") for k in keys) == 4
+        assert sum(k.endswith(".metadata.json") for k in keys) >= 4
+        # Nothing of the table is on the host's disk.
+        assert not list((tmp_path / "host").glob("iceberg/s/*"))
+        want = client.read({"table": "s.t"}).sort_by("id")
+        assert want.num_rows == 4_000
+        assert client.read({"table": "s.t", "filter": "id < 10", "columns": ["id"]}).num_rows == 10
+        assert client.read({"sql": "SELECT count(*) AS n FROM s.t"}).column("n")[0].as_py() == 4_000
+
+        # Compaction reads the small files back from the store.
+        done = client.action("compact_table", {"table": "s.t"})
+        assert done["compacted"] and done["data_files"] == 1
+        assert client.read({"table": "s.t"}).sort_by("id").equals(want)
+
+        # Expiry deletes the objects only expired snapshots used (the snapshot the
+        # reads above planned stays pinned a while).
+        before = s3.keys(tables)
+        expired = client.action("expire_snapshots", {"table": "s.t", "retain_last": 1, "older_than": "0s"})
+        assert expired["expired_snapshot_ids"] and expired["deleted_files"] > 0
+        after = s3.keys(tables)
+        assert len(set(before) - set(after)) == expired["deleted_files"]
+        (added,) = set(after) - set(before)  # the expiry's own metadata file
+        assert added.endswith(".metadata.json")
+        assert client.read({"table": "s.t"}).sort_by("id").equals(want)
+
+        # An overwrite, and an orphan walk that finds the store's files as the metadata names them.
+        client.put({"table": "s.t", "mode": "overwrite"}, data.table(10))
+        assert client.rows("s.t") == 10
+        assert client.action("remove_orphan_files", {"table": "s.t", "dry_run": True})["files"] == 0
+
+        # Dropping the table deletes its objects; another table's stay.
+        client.put({"table": "s.other"}, data.table(5))
+        client.action("drop_table", {"table": "s.t"})
+        left = s3.keys(tables)
+        assert left and all("/s/other-" in f"/{k}" for k in left)
+
+
+def test_a_failed_upload_leaves_no_object(s3, tmp_path):
+    url = f"{s3.bucket('floe-failed')}/wh"
+    with serve(s3, tmp_path, url) as host:
+        client = Client(host.location)
+        client.put({"table": "s.t"}, data.table(100))
+        before = s3.keys(url)
+        wrong = pa.table({"id": pa.array(["not", "a", "number"])})
+        with pytest.raises(pa.ArrowInvalid):
+            client.put({"table": "s.t"}, wrong)
+        assert s3.keys(url) == before
+
+
+@pytest.mark.parametrize("case", ["no credentials", "no catalog", "missing bucket", "unreachable endpoint"])
+def test_a_store_the_host_cannot_use_stops_it_with_what_and_where(s3, tmp_path, case):
+    url = f"{s3.bucket('floe-' + case.replace(' ', '-'))}/wh"
+    if case == "no credentials":
+        message = refused(serve(s3, tmp_path, url, env=environ_without_aws()))
+        assert "AWS_ACCESS_KEY_ID" in message
+    elif case == "no catalog":
+        out = subprocess.run([str(HOST_BIN), "doctor", "-w", url], capture_output=True, text=True,
+                             env={**environ_without_aws(), **s3.env})
+        assert out.returncode != 0
+        message = out.stderr
+        assert "needs --catalog" in message and url in message
+    elif case == "missing bucket":
+        message = refused(serve(s3, tmp_path, "s3://floe-nowhere/wh"))
+        assert "bucket floe-nowhere does not exist" in message
+    else:
+        dead = f"http://127.0.0.1:{free_port()}"
+        message = refused(serve(s3, tmp_path, url, env={**s3.env, "AWS_ENDPOINT_URL": dead}))
+        assert dead.removeprefix("http://") in message and "did not answer" in message
+    assert "panicked" not in message
