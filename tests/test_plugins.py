@@ -1,10 +1,14 @@
 """WASM plugins end to end: `host plugins` against a running host, the example
 guests (select, filter, mask) on reads, puts and DoExchange, and hostile guests
-that loop, allocate, trap, panic or break the contract."""
+that loop, allocate, trap, panic or break the contract. The module runs twice: on a
+local warehouse, and on S3 (a moto bucket) + PostgreSQL, where `host plugins` runs
+as from another machine (a host directory of its own) and the host still sees
+what it registers."""
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import threading
@@ -17,27 +21,47 @@ import pyarrow.flight as flight
 import pytest
 
 import data
-from floe_client import HOST_BIN, TARGET_DIR, Client, Host
+from floe_client import HOST_BIN, TARGET_DIR, Client, Host, free_port
+from postgres import Postgres
+from s3 import S3Server
 
 GUESTS = TARGET_DIR / "wasm32-wasip2" / "release"
 EXAMPLES = ["select", "filter", "mask", "hostile"]
 DEADLINE = 3.0  # seconds: the host under test runs with --plugin-deadline 3
 
 
-def plugins_cli(warehouse: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(HOST_BIN), "plugins", *args, "-w", str(warehouse)], capture_output=True, text=True, check=check
-    )
+def plugins_cli(host: Host, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """`host plugins ARGS` on the warehouse `host` serves."""
+    return subprocess.run([str(HOST_BIN), "plugins", *args, *host.cli_args], capture_output=True, text=True,
+                          check=check, env={**os.environ, **host.cli_env})
+
+
+def local_host(warehouse: Path, *args: str, **kwargs) -> Host:
+    host = Host(warehouse, *args, **kwargs)
+    host.cli_args, host.cli_env = ["-w", str(warehouse)], {}
+    return host
 
 
 def transform(plugin: str, **args) -> dict:
     return {"plugin": plugin, "args": args}
 
 
-@pytest.fixture(scope="module")
-def host(tmp_path_factory):
-    with Host(tmp_path_factory.mktemp("plugins") / "warehouse", "--plugin-deadline", str(DEADLINE)) as h:
-        yield h
+@pytest.fixture(scope="module", params=["local", "s3+postgres"])
+def host(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp("plugins")
+    if request.param == "local":
+        with local_host(root / "warehouse", "--plugin-deadline", str(DEADLINE)) as h:
+            yield h
+        return
+    with S3Server() as s3, Postgres() as pg:
+        url, home, port = f"{s3.bucket('floe-plugins')}/wh", root / "host", free_port()
+        with Host(home, port=port, env=s3.env, serve_args=[
+                "serve", "-w", url, "--host-dir", str(home), "--catalog", pg.uri, "-p", str(port),
+                "--plugin-deadline", str(DEADLINE)]) as h:
+            h.cli_args = ["-w", url, "--host-dir", str(root / "elsewhere")]
+            h.cli_env = s3.env
+            h.registry_index = lambda: [k.rsplit("/", 1)[1] for k in s3.keys(f"{url}/plugins/index/")]
+            yield h
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +73,7 @@ def client(host) -> Client:
 def registered(host, client):
     """The example guests, added while the host runs."""
     for name in EXAMPLES:
-        plugins_cli(host.warehouse, "add", name, str(GUESTS / f"{name}.wasm"), "--force")
+        plugins_cli(host, "add", name, str(GUESTS / f"{name}.wasm"), "--force")
     return client
 
 
@@ -70,7 +94,7 @@ def test_plugins_added_to_a_running_host_are_used_on_the_next_request(host, clie
     with pytest.raises(pa.ArrowKeyError, match="unknown plugin 'select'"):
         client.read(command)
 
-    added = plugins_cli(host.warehouse, "add", "select", str(GUESTS / "select.wasm"), "--force")
+    added = plugins_cli(host, "add", "select", str(GUESTS / "select.wasm"), "--force")
     assert "added plugin 'select'" in added.stdout
     assert client.read(command).column_names == ["id"]
 
@@ -78,24 +102,24 @@ def test_plugins_added_to_a_running_host_are_used_on_the_next_request(host, clie
     assert listed["select"]["describe"]["kind"] == "transform"
     assert listed["select"]["sha256"] == hashlib.sha256((GUESTS / "select.wasm").read_bytes()).hexdigest()
 
-    plugins_cli(host.warehouse, "remove", "select")
+    plugins_cli(host, "remove", "select")
     with pytest.raises(pa.ArrowKeyError, match="unknown plugin 'select'"):
         client.read(command)
-    plugins_cli(host.warehouse, "add", "select", str(GUESTS / "select.wasm"))
+    plugins_cli(host, "add", "select", str(GUESTS / "select.wasm"))
     assert client.read(command).num_rows == 1000
 
 
 def test_list_and_inspect(host, registered):
-    rows = {line.split()[0]: line.split() for line in plugins_cli(host.warehouse, "list").stdout.splitlines()[1:]}
+    rows = {line.split()[0]: line.split() for line in plugins_cli(host, "list").stdout.splitlines()[1:]}
     assert set(EXAMPLES) <= set(rows)
     name, version, kind, sha256, size = rows["filter"][:5]
     assert (version, kind) == ("0.2.0", "filter")
     assert sha256 == hashlib.sha256((GUESTS / "filter.wasm").read_bytes()).hexdigest()
     assert int(size) == (GUESTS / "filter.wasm").stat().st_size
-    inspected = plugins_cli(host.warehouse, "inspect", "filter").stdout
+    inspected = plugins_cli(host, "inspect", "filter").stdout
     assert "filter 0.2.0 (filter)" in inspected
     assert json.loads(inspected.split("args schema:\n", 1)[1])["required"] == ["predicate"]
-    missing = plugins_cli(host.warehouse, "inspect", "nope", check=False)
+    missing = plugins_cli(host, "inspect", "nope", check=False)
     assert missing.returncode != 0 and "unknown plugin 'nope'" in missing.stderr
 
 
@@ -194,9 +218,9 @@ def test_chain_on_read(registered):
 def test_a_chain_scans_only_the_columns_it_reads(tmp_path, monkeypatch):
     """filter then select: the scan reads what select keeps plus what the filter reads."""
     monkeypatch.setenv("RUST_LOG", "floe=debug")
-    with Host(tmp_path / "warehouse") as host:
+    with local_host(tmp_path / "warehouse") as host:
         for name in ["filter", "select"]:
-            plugins_cli(host.warehouse, "add", name, str(GUESTS / f"{name}.wasm"))
+            plugins_cli(host, "add", name, str(GUESTS / f"{name}.wasm"))
         client = Client(host.location)
         client.put({"table": "p.wide", "mode": "overwrite"}, data.table(20_000))
         source = client.read({"table": "p.wide"})
@@ -211,9 +235,9 @@ def test_a_chain_scans_only_the_columns_it_reads(tmp_path, monkeypatch):
 def test_each_plugin_is_instantiated_once_per_rpc(tmp_path):
     """A filter -> select chain that narrows the scan binds each plugin once in
     GetFlightInfo and once in DoGet (the host logs every instantiation)."""
-    with Host(tmp_path / "warehouse", env={"RUST_LOG": "info,floe::plugins=debug"}) as host:
+    with local_host(tmp_path / "warehouse", env={"RUST_LOG": "info,floe::plugins=debug"}) as host:
         for name in ["filter", "select"]:
-            plugins_cli(host.warehouse, "add", name, str(GUESTS / f"{name}.wasm"))
+            plugins_cli(host, "add", name, str(GUESTS / f"{name}.wasm"))
         client = Client(host.location)
         client.put({"table": "p.bound", "mode": "overwrite"}, data.table(20_000))
         chain = [transform("filter", predicate="amount > 120"), transform("select", columns=["id", "name"])]
@@ -335,8 +359,8 @@ def test_chatty_guest_output_goes_to_the_log_truncated(host, registered):
 
 
 def test_add_refuses_what_is_not_a_floe_plugin(host, registered, tmp_path):
-    index = host.warehouse / "plugins" / "index"
-    before = sorted(p.name for p in index.iterdir())
+    index = getattr(host, "registry_index", lambda: [p.name for p in (host.warehouse / "plugins" / "index").iterdir()])
+    before = sorted(index())
     text = tmp_path / "notes.wasm"
     text.write_text("hello")
     core = tmp_path / "core.wasm"
@@ -349,11 +373,11 @@ def test_add_refuses_what_is_not_a_floe_plugin(host, registered, tmp_path):
         (tmp_path / "missing.wasm", "missing.wasm"),
     ]
     for path, message in cases:
-        result = plugins_cli(host.warehouse, "add", "intruder", str(path), check=False)
+        result = plugins_cli(host, "add", "intruder", str(path), check=False)
         assert result.returncode != 0 and message in result.stderr, result.stderr
-    exists = plugins_cli(host.warehouse, "add", "select", str(GUESTS / "mask.wasm"), check=False)
+    exists = plugins_cli(host, "add", "select", str(GUESTS / "mask.wasm"), check=False)
     assert exists.returncode != 0 and "already registered" in exists.stderr and "--force" in exists.stderr
-    bad_name = plugins_cli(host.warehouse, "add", "../x", str(GUESTS / "mask.wasm"), check=False)
+    bad_name = plugins_cli(host, "add", "../x", str(GUESTS / "mask.wasm"), check=False)
     assert bad_name.returncode != 0 and "invalid plugin name" in bad_name.stderr
-    assert sorted(p.name for p in index.iterdir()) == before
+    assert sorted(index()) == before
     assert [f"{p['name']}.json" for p in registered.action("list_plugins")] == before

@@ -85,37 +85,6 @@ impl Warehouse {
         dir.canonicalize()
             .with_context(|| format!("resolving the directory {}", dir.display()))
     }
-
-    /// Where the warehouse's tables, catalog and host files are.
-    pub fn layout(&self) -> anyhow::Result<crate::engines::Layout> {
-        use crate::engines::{Layout, S3Access};
-        let dir = self.dir()?;
-        if !self.is_remote() {
-            return Ok(Layout::local(&dir, self.catalog.as_deref())?);
-        }
-        let Some(catalog) = &self.catalog else {
-            anyhow::bail!(
-                "the s3:// warehouse {} needs --catalog: a postgres:// URI (to share it \
-                 between hosts) or a SQLite file",
-                self.warehouse
-            );
-        };
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let endpoint = self
-            .s3_endpoint
-            .clone()
-            .or_else(|| var("AWS_ENDPOINT_URL_S3"))
-            .or_else(|| var("AWS_ENDPOINT_URL"));
-        let region = self
-            .s3_region
-            .clone()
-            .or_else(|| var("AWS_REGION"))
-            .or_else(|| var("AWS_DEFAULT_REGION"))
-            .unwrap_or_else(|| "us-east-1".into());
-        let path_style = self.s3_path_style.unwrap_or(endpoint.is_some());
-        let access = S3Access::from_env(endpoint, region, path_style)?;
-        Ok(Layout::s3(&self.warehouse, access, catalog, &dir)?)
-    }
 }
 
 /// Which path DuckDB reads Iceberg tables by.

@@ -141,8 +141,8 @@ impl Core {
             .await
     }
 
-    pub fn list_plugins(&self, scope: &Scope) -> Result<Vec<Entry>> {
+    pub async fn list_plugins(&self, scope: &Scope) -> Result<Vec<Entry>> {
         access::check_compute(scope.principal())?;
-        self.plugins.registry().list()
+        self.plugins.registry().list().await
     }
 }

@@ -20,7 +20,7 @@ pub enum ClusterCommand {
 
 pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
     let ClusterCommand::List { all, warehouse } = command;
-    let db = warehouse.layout()?.catalog;
+    let db = super::warehouse::layout(&warehouse)?.catalog;
     let members = Registry::open(&db).await?.members().await?;
     let now = now_ms();
     println!(

@@ -22,6 +22,7 @@ mod cluster;
 mod plugins;
 mod security;
 mod tables;
+mod warehouse;
 
 /// floe: an Arrow Flight host for Iceberg and DuckDB tables.
 ///
@@ -156,7 +157,7 @@ pub fn run() -> anyhow::Result<()> {
             Command::Serve(args) => serve(args).await,
             Command::Doctor(args) => doctor(args).await,
             Command::Tables(command) => tables::run(command).await,
-            Command::Plugins(command) => plugins::run(command),
+            Command::Plugins(command) => plugins::run(command).await,
             Command::Users(command) => security::users(command),
             Command::Tokens(command) => security::tokens(command),
             Command::Cluster(command) => cluster::run(command).await,
@@ -172,7 +173,7 @@ async fn open(
     duck: &DuckSettings,
     maintenance: &MaintenanceSettings,
 ) -> anyhow::Result<Lakehouse> {
-    Lakehouse::open(&warehouse.layout()?, duck, maintenance)
+    Lakehouse::open(&self::warehouse::layout(warehouse)?, duck, maintenance)
         .await
         .with_context(|| format!("opening the warehouse {}", warehouse.warehouse))
 }
@@ -189,8 +190,12 @@ async fn serve(args: Settings) -> anyhow::Result<()> {
             "cleaned up after writes a crash interrupted"
         );
     }
-    let plugins = Plugins::open(&args.warehouse.dir()?, args.sandbox.limits())
-        .context("starting the WASM plugin runtime")?;
+    let plugins = Plugins::open(
+        &self::warehouse::storage(&args.warehouse)?,
+        &args.warehouse.dir()?,
+        args.sandbox.limits(),
+    )
+    .context("starting the WASM plugin runtime")?;
     let (reader, note) = lakehouse.iceberg_reader();
     tracing::info!(
         warehouse = %args.warehouse.warehouse,
@@ -201,7 +206,7 @@ async fn serve(args: Settings) -> anyhow::Result<()> {
     );
     let limits = args.sandbox.limits();
     tracing::info!(
-        plugins = plugins.registry().list()?.len(),
+        plugins = plugins.registry().list().await?.len(),
         deadline = ?limits.deadline,
         memory_mib = limits.memory_bytes >> 20,
         "WASM plugins sandboxed"
@@ -365,7 +370,10 @@ async fn doctor(args: Settings) -> anyhow::Result<()> {
     println!("tables:          {}", tables.len());
     println!(
         "plugins:         {}",
-        crate::plugins::Registry::new(&dir).list()?.len()
+        crate::plugins::Registry::new(&self::warehouse::storage(&args.warehouse)?, &dir)
+            .list()
+            .await?
+            .len()
     );
     println!("listen:          {}", args.server.listen_addr());
     println!(

@@ -3,10 +3,11 @@
 use anyhow::Context as _;
 
 use super::PluginsCommand;
+use super::warehouse::storage;
 use crate::config::Warehouse;
 use crate::plugins::{Entry, Plugins, Registry};
 
-pub fn run(command: PluginsCommand) -> anyhow::Result<()> {
+pub async fn run(command: PluginsCommand) -> anyhow::Result<()> {
     match command {
         PluginsCommand::Add {
             name,
@@ -15,9 +16,11 @@ pub fn run(command: PluginsCommand) -> anyhow::Result<()> {
             warehouse,
             sandbox,
         } => {
-            let plugins = Plugins::open(&warehouse.dir()?, sandbox.limits())?;
+            let plugins =
+                Plugins::open(&storage(&warehouse)?, &warehouse.dir()?, sandbox.limits())?;
             let entry = plugins
                 .add(&name, &file, force)
+                .await
                 .with_context(|| format!("cannot add {} as plugin '{name}'", file.display()))?;
             println!(
                 "added plugin '{}': {} {} ({}), sha256 {}, {} bytes",
@@ -30,7 +33,7 @@ pub fn run(command: PluginsCommand) -> anyhow::Result<()> {
             );
         }
         PluginsCommand::List { warehouse } => {
-            let entries = registry(&warehouse)?.list()?;
+            let entries = registry(&warehouse)?.list().await?;
             println!(
                 "{:<20} {:<10} {:<10} {:<64} {:>9}  added at",
                 "name", "version", "kind", "sha256", "size"
@@ -48,11 +51,11 @@ pub fn run(command: PluginsCommand) -> anyhow::Result<()> {
             }
         }
         PluginsCommand::Inspect { name, warehouse } => {
-            let entry = registry(&warehouse)?.get(&name)?;
+            let entry = registry(&warehouse)?.get(&name).await?;
             print_entry(&entry);
         }
         PluginsCommand::Remove { name, warehouse } => {
-            let entry = registry(&warehouse)?.remove(&name)?;
+            let entry = registry(&warehouse)?.remove(&name).await?;
             println!("removed plugin '{}' (sha256 {})", entry.name, entry.sha256);
         }
     }
@@ -60,7 +63,7 @@ pub fn run(command: PluginsCommand) -> anyhow::Result<()> {
 }
 
 fn registry(warehouse: &Warehouse) -> anyhow::Result<Registry> {
-    Ok(Registry::new(&warehouse.dir()?))
+    Ok(Registry::new(&storage(warehouse)?, &warehouse.dir()?))
 }
 
 fn print_entry(entry: &Entry) {

@@ -78,7 +78,7 @@ pub async fn run(command: TablesCommand) -> anyhow::Result<()> {
                 older_than,
                 dry_run,
             };
-            let iceberg = open_tables(&warehouse.layout()?).await?;
+            let iceberg = open_tables(&super::warehouse::layout(&warehouse)?).await?;
             let policy = retention(&maintenance);
             println!(
                 "{:<40} {:>9} {:>8} {:>14}",
@@ -107,7 +107,7 @@ pub async fn run(command: TablesCommand) -> anyhow::Result<()> {
             warehouse,
             maintenance,
         } => {
-            let iceberg = open_tables(&warehouse.layout()?).await?;
+            let iceberg = open_tables(&super::warehouse::layout(&warehouse)?).await?;
             let age = older_than.unwrap_or(maintenance.orphan_age).to_std()?;
             println!("{:<40} {:>8} {:>14}", "table", "orphans", "bytes");
             for name in tables(&iceberg, table).await? {

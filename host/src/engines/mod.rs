@@ -203,7 +203,7 @@ impl Lakehouse {
             None => "in memory (the warehouse is shared: no DuckDB-native tables)".into(),
         };
         vec![
-            ("tables", self.iceberg.storage().tables().to_string()),
+            ("tables", self.iceberg.storage().root().to_string()),
             ("catalog", self.iceberg.catalog_db().describe()),
             ("duckdb", database),
             (
@@ -529,23 +529,13 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// A warehouse in the local directory `dir`, its catalog at `catalog` (a
-    /// postgres:// URI or a SQLite file; default `catalog.db` in the warehouse).
-    pub fn local(dir: &Path, catalog: Option<&str>) -> Result<Self> {
+    /// The warehouse at `warehouse` (its root: tables go in `iceberg/`), its catalog
+    /// at `catalog` (a postgres:// URI or a SQLite file; default `catalog.db` in
+    /// `home`, which must then be the warehouse itself).
+    pub fn new(warehouse: &Storage, catalog: Option<&str>, home: &Path) -> Result<Self> {
         Ok(Self {
-            storage: Storage::local(&dir.join(TABLES)),
-            catalog: CatalogDb::new(catalog, &dir.join("catalog.db"))?,
-            home: dir.to_path_buf(),
-        })
-    }
-
-    /// A warehouse on object storage at `url`, its catalog at `catalog`; `home` is
-    /// the host's own directory.
-    pub fn s3(url: &str, access: S3Access, catalog: &str, home: &Path) -> Result<Self> {
-        let url = url.trim_end_matches('/');
-        Ok(Self {
-            storage: Storage::s3(&format!("{url}/{TABLES}"), access)?,
-            catalog: CatalogDb::new(Some(catalog), &home.join("catalog.db"))?,
+            storage: warehouse.child(TABLES),
+            catalog: CatalogDb::new(catalog, &home.join("catalog.db"))?,
             home: home.to_path_buf(),
         })
     }

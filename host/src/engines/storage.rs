@@ -64,10 +64,12 @@ pub struct Stored {
     pub modified: Option<SystemTime>,
 }
 
+/// A place in the warehouse (`<warehouse>/iceberg`, `<warehouse>/plugins`): files
+/// are named by their full locations, and only those under the root are floe's.
 #[derive(Clone)]
 pub struct Storage {
-    /// Where tables are placed, without a trailing `/`.
-    tables: String,
+    /// Without a trailing `/`.
+    root: String,
     place: Place,
 }
 
@@ -83,17 +85,17 @@ enum Place {
 }
 
 impl Storage {
-    /// Tables in the local directory `dir`.
+    /// The local directory `dir`.
     pub fn local(dir: &Path) -> Self {
         Self {
-            tables: format!("file://{}", dir.display())
+            root: format!("file://{}", dir.display())
                 .trim_end_matches('/')
                 .into(),
             place: Place::Local,
         }
     }
 
-    /// Tables under `url` (`s3://bucket/prefix`).
+    /// The prefix `url` (`s3://bucket/prefix`) of an S3-compatible store.
     pub fn s3(url: &str, access: S3Access) -> Result<Self> {
         let parsed = url::Url::parse(url)
             .map_err(|err| Error::invalid(format!("the warehouse {url} is not a URL: {err}")))?;
@@ -127,7 +129,7 @@ impl Storage {
             .layer(opendal::layers::TimeoutLayer::new().with_io_timeout(Duration::from_secs(30)))
             .finish();
         Ok(Self {
-            tables: url.trim_end_matches('/').to_string(),
+            root: url.trim_end_matches('/').to_string(),
             place: Place::S3 {
                 access,
                 bucket,
@@ -136,19 +138,27 @@ impl Storage {
         })
     }
 
-    /// Where new tables go: `<tables>/<namespace>/<name>-<id>`.
-    pub fn tables(&self) -> &str {
-        &self.tables
+    /// Its root location, e.g. where new tables go: `<root>/<namespace>/<name>-<id>`.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// The place `name` under this one, on the same store.
+    pub fn child(&self, name: &str) -> Self {
+        Self {
+            root: format!("{}/{name}", self.root),
+            place: self.place.clone(),
+        }
     }
 
     pub fn is_local(&self) -> bool {
         matches!(self.place, Place::Local)
     }
 
-    /// Whether `location` is under the tables' place (floe deletes nothing else).
+    /// Whether `location` is under the root (floe deletes nothing else).
     pub fn holds(&self, location: &str) -> bool {
         location
-            .strip_prefix(&self.tables)
+            .strip_prefix(&self.root)
             .is_some_and(|rest| rest.starts_with('/'))
     }
 
@@ -192,7 +202,7 @@ impl Storage {
     pub async fn check(&self) -> Result<()> {
         match &self.place {
             Place::Local => {
-                let dir = local_path(&self.tables);
+                let dir = local_path(&self.root);
                 std::fs::create_dir_all(dir)
                     .map_err(|err| Error::internal(format!("creating {dir}: {err}")))
             }
@@ -200,7 +210,7 @@ impl Storage {
                 operator, bucket, ..
             } => {
                 operator
-                    .list_with(&format!("{}/", self.key(&self.tables)?))
+                    .list_with(&format!("{}/", self.key(&self.root)?))
                     .limit(1)
                     .await
                     .map_err(|err| self.unreachable(bucket, err))?;
@@ -235,7 +245,7 @@ impl Storage {
         } else {
             format!("the object store did not answer: {err}")
         };
-        Error::Unavailable(format!("warehouse {} at {endpoint}: {why}", self.tables))
+        Error::Unavailable(format!("warehouse {} at {endpoint}: {why}", self.root))
     }
 
     /// Every file under the directory `location`, at any depth. A directory that
@@ -347,6 +357,53 @@ impl Storage {
         deleted
     }
 
+    /// A whole (small) file's bytes; `None` when it is not there.
+    pub async fn read(&self, location: &str) -> Result<Option<Vec<u8>>> {
+        match &self.place {
+            Place::Local => match tokio::fs::read(local_path(location)).await {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(err) => Err(Error::internal(format!("reading {location}: {err}"))),
+            },
+            Place::S3 {
+                operator, bucket, ..
+            } => match operator.read(self.key(location)?).await {
+                Ok(buffer) => Ok(Some(buffer.to_vec())),
+                Err(err) if err.kind() == opendal::ErrorKind::NotFound => Ok(None),
+                Err(err) => Err(self.unreachable(bucket, err)),
+            },
+        }
+    }
+
+    /// Write a (small) file whole or not at all: readers see the old bytes or the
+    /// new ones, never part of them.
+    pub async fn write(&self, location: &str, bytes: Vec<u8>) -> Result<()> {
+        match &self.place {
+            Place::Local => {
+                let path = PathBuf::from(local_path(location));
+                let dir = path.parent().expect("files have a directory");
+                let temporary = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
+                let written = async {
+                    tokio::fs::create_dir_all(dir).await?;
+                    tokio::fs::write(&temporary, bytes).await?;
+                    tokio::fs::rename(&temporary, &path).await
+                };
+                written.await.map_err(|err| {
+                    let _ = std::fs::remove_file(&temporary);
+                    Error::internal(format!("writing {location}: {err}"))
+                })
+            }
+            // An S3 PUT replaces an object atomically.
+            Place::S3 {
+                operator, bucket, ..
+            } => operator
+                .write(self.key(location)?, bytes)
+                .await
+                .map(|_| ())
+                .map_err(|err| self.unreachable(bucket, err)),
+        }
+    }
+
     /// The size of one file, if it is there.
     pub async fn size(&self, location: &str) -> Option<u64> {
         match &self.place {
@@ -411,10 +468,10 @@ impl Storage {
         ))
     }
 
-    /// The prefixes DuckDB may read: the tables' place, in every spelling Iceberg
+    /// The prefixes DuckDB may read: this place, in every spelling Iceberg
     /// metadata may use for it.
     pub fn allowed_directories(&self) -> Vec<String> {
-        let dir = format!("{}/", self.tables);
+        let dir = format!("{}/", self.root);
         match self.place {
             Place::Local => vec![local_path(&dir).to_string(), dir],
             Place::S3 { .. } => vec![dir],

@@ -62,9 +62,8 @@ pub async fn run(core: &Core, request: ActionRequest, scope: Scope) -> Result<Va
             serde_json::to_value(core.snapshots(&table, &scope).await?)
                 .expect("snapshots serialize")
         }
-        ActionRequest::ListPlugins => {
-            serde_json::to_value(core.list_plugins(&scope)?).expect("plugin entries serialize")
-        }
+        ActionRequest::ListPlugins => serde_json::to_value(core.list_plugins(&scope).await?)
+            .expect("plugin entries serialize"),
     })
 }
 

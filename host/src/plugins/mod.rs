@@ -17,8 +17,10 @@ pub use registry::{Description, Entry, Registry};
 
 use crate::command::Transform;
 use crate::config::PluginLimits;
+use crate::engines::Storage;
 use crate::error::{Context as _, Error, Result};
-use runtime::{Guest, Runtime};
+use runtime::{Runtime, TransformPluginPre};
+use sandbox::GuestState;
 
 /// The registry and the engine that runs what it holds.
 pub struct Plugins {
@@ -28,10 +30,11 @@ pub struct Plugins {
 }
 
 impl Plugins {
-    pub fn open(warehouse: &Path, limits: PluginLimits) -> Result<Self> {
+    /// The plugins registered in `warehouse`, precompiled into `home`.
+    pub fn open(warehouse: &Storage, home: &Path, limits: PluginLimits) -> Result<Self> {
         let runtime = Runtime::new(limits)?;
         Ok(Self {
-            registry: Registry::new(warehouse),
+            registry: Registry::new(warehouse, home),
             engine: runtime.compatibility(),
             runtime,
         })
@@ -43,9 +46,9 @@ impl Plugins {
 
     /// Validate a component (it exports the floe world and `describe` works),
     /// precompile it and register it under `name`.
-    pub fn add(&self, name: &str, file: &Path, force: bool) -> Result<Entry> {
+    pub async fn add(&self, name: &str, file: &Path, force: bool) -> Result<Entry> {
         registry::check_name(name)?;
-        let replaced = self.registry.get(name).ok();
+        let replaced = self.registry.get(name).await.ok();
         if let Some(existing) = replaced.as_ref().filter(|_| !force) {
             return Err(Error::AlreadyExists(format!(
                 "plugin '{name}' is already registered (sha256 {}, added {}): use --force to replace it",
@@ -78,23 +81,55 @@ impl Plugins {
             },
         };
         self.registry
-            .insert(&entry, &wasm, &compiled, &self.engine)?;
+            .insert(&entry, &wasm, &compiled, &self.engine)
+            .await?;
         if let Some(old) = replaced.filter(|old| old.sha256 != entry.sha256) {
-            self.registry.drop_unused(&old.sha256)?;
+            self.registry.drop_unused(&old.sha256).await?;
         }
         Ok(entry)
+    }
+
+    /// Each transform's plugin as registered now (read on every request, so a
+    /// running host sees adds and removes at once), loaded once per process.
+    async fn resolve(self: &Arc<Self>, transforms: &[Transform]) -> Result<Vec<Resolved>> {
+        let mut resolved = Vec::with_capacity(transforms.len());
+        for transform in transforms {
+            let entry = self.registry.get(&transform.plugin).await?;
+            let pre = match self.runtime.loaded(&entry.sha256) {
+                Some(pre) => pre,
+                None => {
+                    let compiled = self.registry.compiled_path(&entry.sha256, &self.engine);
+                    let wasm = match compiled.exists() {
+                        true => None,
+                        false => Some(self.registry.wasm(&entry.sha256).await?),
+                    };
+                    let (plugins, sha256) = (self.clone(), entry.sha256.clone());
+                    crate::blocking::run(move || plugins.runtime.load(&sha256, &compiled, wasm))
+                        .await?
+                }
+            };
+            resolved.push(Resolved { entry, pre });
+        }
+        Ok(resolved)
     }
 
     /// Bind each transform in order to the schema the previous one produces:
     /// one instance per plugin, bound once. Guests run synchronously: call this
     /// off the async executor.
-    pub fn bind(&self, transforms: &[Transform], input: SchemaRef) -> Result<Chain> {
+    fn bind(
+        &self,
+        transforms: &[Transform],
+        resolved: Vec<Resolved>,
+        input: SchemaRef,
+    ) -> Result<Chain> {
         let mut stages = Vec::with_capacity(transforms.len());
         let mut schema = input.clone();
         let cancel = CancellationToken::new();
-        for transform in transforms {
+        for (transform, Resolved { entry, pre }) in transforms.iter().zip(resolved) {
             let started = std::time::Instant::now();
-            let (guest, entry) = self.instantiate(&transform.plugin, cancel.clone())?;
+            let guest = self
+                .runtime
+                .instantiate(&transform.plugin, &pre, cancel.clone())?;
             let instantiated = started.elapsed();
             let args = serde_json::Value::Object(transform.args.clone()).to_string();
             let role = if entry.describe.kind == runtime::kind_name(runtime::Kind::Filter) {
@@ -114,17 +149,12 @@ impl Plugins {
         }
         Ok(Chain::new(input, stages, cancel))
     }
+}
 
-    fn instantiate(&self, name: &str, cancel: CancellationToken) -> Result<(Guest, Entry)> {
-        // Read on every request, so a running host sees adds and removes at once.
-        let entry = self.registry.get(name)?;
-        let pre = self.runtime.load(
-            &entry.sha256,
-            &self.registry.compiled_path(&entry.sha256, &self.engine),
-            &self.registry.wasm_path(&entry.sha256),
-        )?;
-        Ok((self.runtime.instantiate(name, &pre, cancel)?, entry))
-    }
+/// A plugin of a chain, found in the registry and loaded.
+struct Resolved {
+    entry: Entry,
+    pre: TransformPluginPre<GuestState>,
 }
 
 /// [`Plugins::bind`] on a blocking thread; an empty chain costs nothing.
@@ -136,8 +166,9 @@ pub async fn bind_chain(
     if transforms.is_empty() {
         return Ok(Chain::empty(input));
     }
+    let resolved = plugins.resolve(transforms).await?;
     let (plugins, transforms) = (plugins.clone(), transforms.to_vec());
-    crate::blocking::run(move || plugins.bind(&transforms, input)).await
+    crate::blocking::run(move || plugins.bind(&transforms, resolved, input)).await
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -1,10 +1,12 @@
 //! The warehouse's plugin registry: components stored by the sha256 of their
-//! bytes, their precompiled forms, and one small JSON file per registered name.
+//! bytes and one small JSON file per registered name, in the warehouse itself
+//! (a local directory or object storage, so every host sharing it sees the same
+//! plugins); each host keeps the precompiled forms in a directory of its own.
 //!
 //! ```text
 //! <warehouse>/plugins/index/<name>.json      what `host plugins list` shows
 //! <warehouse>/plugins/wasm/<sha256>.wasm     the component as added
-//! <warehouse>/plugins/compiled/<sha256>.<engine>.cwasm
+//! <host directory>/plugins/compiled/<sha256>.<engine>.cwasm
 //! ```
 //! Each name's file is replaced atomically, so a running host sees a plugin
 //! either whole or not at all, on its next request.
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::engines::Storage;
 use crate::error::{Context as _, Error, Result};
 
 /// A registered plugin.
@@ -39,40 +42,49 @@ pub struct Description {
 }
 
 pub struct Registry {
-    dir: PathBuf,
+    /// `<warehouse>/plugins`
+    store: Storage,
+    /// `<host directory>/plugins/compiled`
+    compiled: PathBuf,
 }
 
 impl Registry {
-    pub fn new(warehouse: &Path) -> Self {
+    /// The registry of the warehouse `warehouse`, precompiled files under `home`.
+    pub fn new(warehouse: &Storage, home: &Path) -> Self {
         Self {
-            dir: warehouse.join("plugins"),
+            store: warehouse.child("plugins"),
+            compiled: home.join("plugins").join("compiled"),
         }
     }
 
-    pub fn wasm_path(&self, sha256: &str) -> PathBuf {
-        self.dir.join("wasm").join(format!("{sha256}.wasm"))
+    fn wasm_location(&self, sha256: &str) -> String {
+        format!("{}/wasm/{sha256}.wasm", self.store.root())
+    }
+
+    fn index_location(&self, name: &str) -> String {
+        format!("{}/index/{name}.json", self.store.root())
     }
 
     pub fn compiled_path(&self, sha256: &str, engine: &str) -> PathBuf {
-        self.dir
-            .join("compiled")
-            .join(format!("{sha256}.{engine}.cwasm"))
+        self.compiled.join(format!("{sha256}.{engine}.cwasm"))
     }
 
-    fn index_path(&self, name: &str) -> PathBuf {
-        self.dir.join("index").join(format!("{name}.json"))
+    /// The component's bytes, as added.
+    pub async fn wasm(&self, sha256: &str) -> Result<Vec<u8>> {
+        let location = self.wasm_location(sha256);
+        self.store.read(&location).await?.ok_or_else(|| {
+            Error::internal(format!(
+                "the plugin component {location} is missing: add the plugin again"
+            ))
+        })
     }
 
-    pub fn get(&self, name: &str) -> Result<Entry> {
+    pub async fn get(&self, name: &str) -> Result<Entry> {
         check_name(name)?;
-        match std::fs::read(self.index_path(name)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
-                Error::internal(format!(
-                    "the registry entry of plugin '{name}' is corrupt: {err}"
-                ))
-            }),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                let known: Vec<String> = self.list()?.into_iter().map(|e| e.name).collect();
+        match self.entry(name).await? {
+            Some(entry) => Ok(entry),
+            None => {
+                let known: Vec<String> = self.list().await?.into_iter().map(|e| e.name).collect();
                 Err(Error::not_found(format!(
                     "unknown plugin '{name}' (registered: {}); add it with `host plugins add`",
                     if known.is_empty() {
@@ -82,31 +94,38 @@ impl Registry {
                     }
                 )))
             }
-            Err(err) => Err(err).context(format!("reading the registry entry of '{name}'")),
         }
     }
 
-    pub fn contains(&self, name: &str) -> bool {
-        self.index_path(name).exists()
+    async fn entry(&self, name: &str) -> Result<Option<Entry>> {
+        let Some(bytes) = self.store.read(&self.index_location(name)).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|err| {
+            Error::internal(format!(
+                "the registry entry of plugin '{name}' is corrupt: {err}"
+            ))
+        })
     }
 
     /// Every registered plugin, by name.
-    pub fn list(&self) -> Result<Vec<Entry>> {
-        let dir = self.dir.join("index");
-        let listing = match std::fs::read_dir(&dir) {
-            Ok(listing) => listing,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(err).context(format!("listing {}", dir.display())),
-        };
+    pub async fn list(&self) -> Result<Vec<Entry>> {
+        let index = format!("{}/index", self.store.root());
         let mut entries = Vec::new();
-        for file in listing {
-            let path = file.context("listing the plugin registry")?.path();
-            let name = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default();
-            if path.extension().is_some_and(|e| e == "json") && check_name(name).is_ok() {
-                entries.push(self.get(name)?);
+        for file in self.store.list(&index).await? {
+            let Some(name) = file
+                .location
+                .rsplit('/')
+                .next()
+                .and_then(|f| f.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            // One removed since the listing is skipped.
+            if check_name(name).is_ok()
+                && let Some(entry) = self.entry(name).await?
+            {
+                entries.push(entry);
             }
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
@@ -115,30 +134,40 @@ impl Registry {
 
     /// Store a validated component and register it under `entry.name`; the
     /// name's entry is written last, so a failure leaves the registry as it was.
-    pub fn insert(&self, entry: &Entry, wasm: &[u8], compiled: &[u8], engine: &str) -> Result<()> {
-        write_atomically(&self.wasm_path(&entry.sha256), wasm)?;
+    pub async fn insert(
+        &self,
+        entry: &Entry,
+        wasm: &[u8],
+        compiled: &[u8],
+        engine: &str,
+    ) -> Result<()> {
+        self.store
+            .write(&self.wasm_location(&entry.sha256), wasm.to_vec())
+            .await?;
         write_atomically(&self.compiled_path(&entry.sha256, engine), compiled)?;
         let json = serde_json::to_vec_pretty(entry).expect("entries serialize");
-        write_atomically(&self.index_path(&entry.name), &json)
+        self.store
+            .write(&self.index_location(&entry.name), json)
+            .await
     }
 
     /// Unregister a name; its files go too unless another name uses them.
-    pub fn remove(&self, name: &str) -> Result<Entry> {
-        let entry = self.get(name)?;
-        let path = self.index_path(name);
-        std::fs::remove_file(&path).context(format!("removing {}", path.display()))?;
-        self.drop_unused(&entry.sha256)?;
+    pub async fn remove(&self, name: &str) -> Result<Entry> {
+        let entry = self.get(name).await?;
+        self.store.delete(&self.index_location(name)).await?;
+        self.drop_unused(&entry.sha256).await?;
         Ok(entry)
     }
 
-    /// Delete a component's files if no registered name uses them any more.
-    pub fn drop_unused(&self, sha256: &str) -> Result<()> {
-        if self.list()?.iter().any(|e| e.sha256 == sha256) {
+    /// Delete a component's files if no registered name uses them any more
+    /// (other hosts' precompiled copies are theirs to keep).
+    pub async fn drop_unused(&self, sha256: &str) -> Result<()> {
+        if self.list().await?.iter().any(|e| e.sha256 == sha256) {
             return Ok(());
         }
-        let _ = std::fs::remove_file(self.wasm_path(sha256));
+        let _ = self.store.delete(&self.wasm_location(sha256)).await;
         let prefix = format!("{sha256}.");
-        for file in std::fs::read_dir(self.dir.join("compiled"))
+        for file in std::fs::read_dir(&self.compiled)
             .into_iter()
             .flatten()
             .flatten()
@@ -212,46 +241,49 @@ mod tests {
         }
     }
 
-    #[test]
-    fn files_stay_while_another_name_uses_them() {
+    #[tokio::test]
+    async fn files_stay_while_another_name_uses_them() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::new(dir.path());
-        assert!(registry.list().unwrap().is_empty());
+        let registry = Registry::new(&Storage::local(dir.path()), dir.path());
+        let wasm = |sha: &str| dir.path().join(format!("plugins/wasm/{sha}.wasm"));
+        assert!(registry.list().await.unwrap().is_empty());
         for name in ["a", "b"] {
             registry
                 .insert(&entry(name, "abc"), b"wasm", b"compiled", "e1")
+                .await
                 .unwrap();
         }
         let names: Vec<_> = registry
             .list()
+            .await
             .unwrap()
             .into_iter()
             .map(|e| e.name)
             .collect();
         assert_eq!(names, ["a", "b"]);
+        assert_eq!(registry.wasm("abc").await.unwrap(), b"wasm");
 
-        registry.remove("a").unwrap();
-        assert!(
-            registry.wasm_path("abc").exists(),
-            "b still uses the component"
-        );
-        registry.remove("b").unwrap();
-        assert!(!registry.wasm_path("abc").exists());
+        registry.remove("a").await.unwrap();
+        assert!(wasm("abc").exists(), "b still uses the component");
+        registry.remove("b").await.unwrap();
+        assert!(!wasm("abc").exists());
         assert!(!registry.compiled_path("abc", "e1").exists());
 
         // A name re-pointed to other bytes leaves the old ones unused.
         registry
             .insert(&entry("c", "old"), b"w", b"c", "e1")
+            .await
             .unwrap();
         registry
             .insert(&entry("c", "new"), b"w", b"c", "e1")
+            .await
             .unwrap();
-        registry.drop_unused("old").unwrap();
-        assert!(!registry.wasm_path("old").exists());
-        assert!(registry.wasm_path("new").exists());
-        registry.remove("c").unwrap();
+        registry.drop_unused("old").await.unwrap();
+        assert!(!wasm("old").exists());
+        assert!(wasm("new").exists());
+        registry.remove("c").await.unwrap();
 
-        let err = registry.get("a").unwrap_err();
+        let err = registry.get("a").await.unwrap_err();
         assert!(matches!(err, Error::NotFound(_)), "{err}");
         assert!(err.to_string().contains("unknown plugin 'a'"), "{err}");
     }

@@ -121,16 +121,26 @@ impl Runtime {
         })
     }
 
+    /// The component with this sha256, if this process has loaded it.
+    pub fn loaded(&self, sha256: &str) -> Option<TransformPluginPre<GuestState>> {
+        self.loaded
+            .lock()
+            .expect("plugin cache lock")
+            .get(sha256)
+            .cloned()
+    }
+
     /// The component with these bytes' sha256, loaded once per process from its
-    /// precompiled file (or compiled from its .wasm when that is missing or stale).
+    /// precompiled file, or compiled from `wasm` (and the precompiled file kept)
+    /// when that is missing or stale.
     pub fn load(
         &self,
         sha256: &str,
         compiled: &Path,
-        wasm: &Path,
+        wasm: Option<Vec<u8>>,
     ) -> Result<TransformPluginPre<GuestState>> {
-        if let Some(pre) = self.loaded.lock().expect("plugin cache lock").get(sha256) {
-            return Ok(pre.clone());
+        if let Some(pre) = self.loaded(sha256) {
+            return Ok(pre);
         }
         // Safety: the registry writes precompiled files itself, from this engine's
         // `Component::serialize`; wasmtime checks the version and settings.
@@ -138,8 +148,12 @@ impl Runtime {
             Ok(component) => self.prepare(&component)?,
             Err(err) => {
                 tracing::info!(sha256, %err, "compiling the plugin again (no usable precompiled file)");
-                let bytes =
-                    std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
+                let bytes = wasm.ok_or_else(|| {
+                    Error::internal(format!(
+                        "the precompiled plugin {} is unusable: {err}",
+                        compiled.display()
+                    ))
+                })?;
                 let (serialized, pre) = self.compile(&bytes)?;
                 if let Err(err) = super::registry::write_atomically(compiled, &serialized) {
                     tracing::warn!(%err, "could not keep the precompiled plugin");

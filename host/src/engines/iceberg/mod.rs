@@ -259,7 +259,7 @@ impl IcebergEngine {
         let (factory, mut props) = storage.iceberg_io();
         props.extend([
             ("uri".to_string(), db.uri()),
-            ("warehouse".to_string(), storage.tables().to_string()),
+            ("warehouse".to_string(), storage.root().to_string()),
             ("sql_bind_style".to_string(), db.bind_style().to_string()),
         ]);
         let catalog = SqlCatalogBuilder::default()
@@ -419,7 +419,7 @@ impl IcebergEngine {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
         format!(
             "{}/{}/{}-{suffix}",
-            self.storage.tables(),
+            self.storage.root(),
             name.namespace,
             name.name
         )

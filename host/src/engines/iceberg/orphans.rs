@@ -38,7 +38,7 @@ impl IcebergEngine {
                 "{name} lives at {}, outside the warehouse's {}: its orphan files are \
                  not floe's to remove",
                 metadata.location(),
-                self.storage.tables()
+                self.storage.root()
             )));
         }
         let referenced = referenced(&table).await?;
