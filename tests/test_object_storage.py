@@ -91,6 +91,18 @@ def test_a_failed_upload_leaves_no_object(s3, tmp_path):
         assert s3.keys(url) == before
 
 
+def test_an_unknown_access_key_stops_the_host_naming_the_bucket(tmp_path):
+    """On a server that checks signatures (moto with IAM on). Only an unknown key id is
+    told apart here: moto's check of signed ListObjectsV2 queries disagrees with
+    opendal's (SignatureDoesNotMatch for the right key too), so a wrong secret and a
+    right one look the same to this server."""
+    with S3Server(checks_credentials=True) as strict:
+        url = f"{strict.bucket('floe-strict')}/wh"
+        message = refused(serve(strict, tmp_path, url, env={**strict.env, "AWS_ACCESS_KEY_ID": "AKIANOTAKEY"}))
+        assert "access to bucket floe-strict was denied" in message and "AWS_ACCESS_KEY_ID" in message
+        assert "(InvalidAccessKeyId)" in message
+
+
 @pytest.mark.parametrize("case", ["no credentials", "no catalog", "missing bucket", "unreachable endpoint"])
 def test_a_store_the_host_cannot_use_stops_it_with_what_and_where(s3, tmp_path, case):
     url = f"{s3.bucket('floe-' + case.replace(' ', '-'))}/wh"
@@ -111,3 +123,25 @@ def test_a_store_the_host_cannot_use_stops_it_with_what_and_where(s3, tmp_path, 
         message = refused(serve(s3, tmp_path, url, env={**s3.env, "AWS_ENDPOINT_URL": dead}))
         assert dead.removeprefix("http://") in message and "did not answer" in message
     assert "panicked" not in message
+
+
+def test_sql_reads_only_the_tables_prefix_of_the_bucket(s3, tmp_path):
+    import io
+
+    import pyarrow.parquet as pq
+
+    bucket = s3.bucket("floe-confined")
+    url = f"{bucket}/wh"
+    secret = io.BytesIO()
+    pq.write_table(pa.table({"secret": [1, 2, 3]}), secret)
+    s3.client().put_object(Bucket="floe-confined", Key="other/secret.parquet", Body=secret.getvalue())
+    with serve(s3, tmp_path, url) as host:
+        client = Client(host.location)
+        client.put({"table": "s.t"}, data.table(10))
+        (table_file,) = [k for k in s3.keys(f"{url}/iceberg") if k.endswith(".parquet")]
+        # The tables' own files are readable by path; nothing else in the bucket or on disk.
+        assert client.read({"sql": f"SELECT count(*) AS n FROM read_parquet('{bucket}/{table_file}')"}).num_rows == 1
+        for outside in (f"{bucket}/other/secret.parquet", f"{url}/plugins/x.parquet", "/etc/passwd",
+                        f"s3://floe-elsewhere/{table_file}"):
+            with pytest.raises(pa.ArrowException, match="outside the warehouse"):
+                client.read({"sql": f"SELECT * FROM read_parquet('{outside}')"})

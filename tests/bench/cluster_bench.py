@@ -1,15 +1,19 @@
-"""Several hosts on one warehouse (PostgreSQL catalog, shared table directory) against
-one host on the default (SQLite catalog), in one run:
+"""Several hosts on one warehouse (PostgreSQL catalog; table files in a shared local
+directory, or in a bucket of an S3-compatible server on loopback) against one host on
+the default (local directory, SQLite catalog), in one run:
 
     .venv/bin/python tests/bench/cluster_bench.py --scale 1 --runs 3
 
 - ingest: TPC-H lineitem (tpchgen-cli, cached) as `--puts` uploads through one host, on
-  SQLite and on PostgreSQL;
+  local+SQLite, local+PostgreSQL and S3+PostgreSQL;
 - full scan of it: one host (one endpoint) and three hosts (one endpoint per host,
   fetched in parallel by floe_client), with each host's CPU seconds, and an
   order-independent checksum (DuckDB: count and sum of row hashes) that must equal
-  the single-host read's; the floor is DuckDB in-process reading the same files;
+  the local single-host read's; the floor is DuckDB in-process reading the same files
+  (from the bucket, through httpfs, for S3);
 - commit latency: 12 appenders, 4 per host, `--appends` small uploads each.
+The S3 server is moto's (the tests' own): a single Python process, far slower than a
+real object store, so its figures bound floe's overhead from above.
 Each figure is the median over `--runs`.
 """
 import argparse
@@ -27,10 +31,11 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from floe_client import Client, Host  # noqa: E402
+from floe_client import Client, Host, free_port  # noqa: E402
 from lakehouse_bench import lineitem  # noqa: E402
 from limits_bench import cpu_seconds  # noqa: E402
 from postgres import Postgres  # noqa: E402
+from s3 import S3Server  # noqa: E402
 
 TABLE = "bench.lineitem"
 
@@ -100,7 +105,40 @@ def main():
     def add(key, value):
         results.setdefault(key, []).append(value)
 
-    with Postgres() as pg:
+    def several(label, hosts, reference):
+        """Ingest through the first of `hosts`, scan with it alone, then with all."""
+        hosts[0].start()
+        try:
+            client = Client(hosts[0].location)
+            add(f"ingest {label} rows/s", rows / ingest(client, batches, args.puts))
+            one = scan(client, hosts[:1])
+            assert one["endpoints"] == 1 and one["checksum"] == reference, one
+            add(f"scan {label} 1 host s", one["seconds"])
+            add(f"scan {label} 1 host CPU s", one["cpu_s_per_host"])
+            for h in hosts[1:]:
+                h.start()
+            # The first host learns of the others at its next heartbeat (5 s).
+            deadline = time.monotonic() + 15
+            while len(client.info({"table": TABLE}).endpoints) < 3 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            three = scan(client, hosts)
+            assert three["endpoints"] == 3 and three["checksum"] == reference, three
+            add(f"scan {label} 3 hosts s", three["seconds"])
+            add(f"scan {label} 3 hosts CPU s per host", three["cpu_s_per_host"])
+            latencies = commit_latency(hosts, args.appends)
+            add(f"commit {label} p50 ms (12 appenders, 3 hosts)", latencies[len(latencies) // 2] * 1000)
+            add(f"commit {label} p99 ms (12 appenders, 3 hosts)", latencies[int(len(latencies) * 0.99)] * 1000)
+        finally:
+            for h in hosts:
+                h.stop()
+
+    def floor(con, files) -> float:
+        start = time.perf_counter()
+        got = con.sql(f"SELECT * FROM read_parquet({files!r})").to_arrow_table()
+        assert got.num_rows == rows
+        return time.perf_counter() - start
+
+    with Postgres() as pg, S3Server() as s3:
         for run in range(args.runs):
             lite, shared = work / f"lite-{run}", work / f"shared-{run}"
             uri = pg.database(f"bench_{run}")
@@ -110,37 +148,24 @@ def main():
                 single = scan(client, [host])
                 add("scan local+SQLite s", single["seconds"])
                 reference = single["checksum"]
-            hosts = [Host(shared / "warehouse", "--catalog", uri) for _ in range(3)]
-            hosts[0].start()
-            try:
-                client = Client(hosts[0].location)
-                add("ingest local+PostgreSQL rows/s", rows / ingest(client, batches, args.puts))
-                one = scan(client, hosts[:1])
-                assert one["endpoints"] == 1 and one["checksum"] == reference, one
-                add("scan 1 host s", one["seconds"])
-                add("scan 1 host CPU s", one["cpu_s_per_host"])
-                for h in hosts[1:]:
-                    h.start()
-                # The first host learns of the others at its next heartbeat (5 s).
-                deadline = time.monotonic() + 15
-                while len(client.info({"table": TABLE}).endpoints) < 3 and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                three = scan(client, hosts)
-                assert three["endpoints"] == 3 and three["checksum"] == reference, three
-                add("scan 3 hosts s", three["seconds"])
-                add("scan 3 hosts CPU s per host", three["cpu_s_per_host"])
-                latencies = commit_latency(hosts, args.appends)
-                add("commit p50 ms (12 appenders, 3 hosts)", latencies[len(latencies) // 2] * 1000)
-                add("commit p99 ms (12 appenders, 3 hosts)", latencies[int(len(latencies) * 0.99)] * 1000)
-            finally:
-                for h in hosts:
-                    h.stop()
+            on_disk = [Host(shared / "warehouse", "--catalog", uri) for _ in range(3)]
+            several("local+PostgreSQL", on_disk, reference)
             files = [str(p) for p in (shared / "warehouse" / "iceberg" / "bench").glob("lineitem-*/data/**/*.parquet")]
+            add("scan floor (DuckDB in-process) s", floor(duckdb.connect(), files))
+
+            url = f"{s3.bucket(f'floe-bench-{run}')}/wh"
+            uri = pg.database(f"bench_s3_{run}")
+            in_bucket = []
+            for i in range(3):
+                home, port = work / f"s3-{run}-host-{i}", free_port()
+                in_bucket.append(Host(home, port=port, env=s3.env, serve_args=[
+                    "serve", "-w", url, "--host-dir", str(home), "--catalog", uri, "-p", str(port)]))
+            several("S3+PostgreSQL", in_bucket, reference)
             con = duckdb.connect()
-            start = time.perf_counter()
-            floor = con.sql(f"SELECT * FROM read_parquet({files!r})").to_arrow_table()
-            add("scan floor (DuckDB in-process) s", time.perf_counter() - start)
-            assert floor.num_rows == rows
+            con.sql("LOAD httpfs")
+            con.sql(s3.duckdb_secret())
+            keys = [f"s3://floe-bench-{run}/{k}" for k in s3.keys(f"{url}/iceberg/bench") if k.endswith(".parquet")]
+            add("scan floor S3 (DuckDB in-process, httpfs) s", floor(con, keys))
             print(f"run {run + 1} of {args.runs} done", flush=True)
     report = {"rows": rows}
     for key, values in results.items():

@@ -227,20 +227,18 @@ impl Storage {
         // opendal reports S3's error code in its message (a missing bucket is a 404
         // it classes as a configuration error).
         let text = err.to_string();
-        let code = |codes: &[&str]| codes.iter().any(|c| text.contains(c));
-        let why = if code(&["NoSuchBucket"]) {
+        let code = s3_error_code(&text);
+        let denied = matches!(
+            code,
+            Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied")
+        );
+        let why = if code == Some("NoSuchBucket") {
             format!("the bucket {bucket} does not exist")
-        } else if err.kind() == opendal::ErrorKind::PermissionDenied
-            || code(&[
-                "InvalidAccessKeyId",
-                "SignatureDoesNotMatch",
-                "AccessDenied",
-            ])
-        {
+        } else if denied || err.kind() == opendal::ErrorKind::PermissionDenied {
             format!(
                 "access to bucket {bucket} was denied: check AWS_ACCESS_KEY_ID and \
                  AWS_SECRET_ACCESS_KEY ({})",
-                err.kind()
+                code.unwrap_or("PermissionDenied")
             )
         } else {
             format!("the object store did not answer: {err}")
@@ -477,6 +475,12 @@ impl Storage {
             Place::S3 { .. } => vec![dir],
         }
     }
+}
+
+/// The S3 error code (`AccessDenied`, `SignatureDoesNotMatch`…) opendal quotes.
+fn s3_error_code(text: &str) -> Option<&str> {
+    let rest = &text[text.find("code: \"")? + "code: \"".len()..];
+    rest.get(..rest.find('"')?)
 }
 
 /// A `file:` URL's path; other strings unchanged.
