@@ -5,12 +5,16 @@ start with a message naming what and where. Several hosts on a bucket: test_clus
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pyarrow as pa
 import pytest
 
 import data
+import pyarrow.flight as flight
+
 from floe_client import HOST_BIN, Client, Host, free_port
+from postgres import Postgres
 from s3 import S3Server, environ_without_aws
 
 
@@ -145,3 +149,49 @@ def test_sql_reads_only_the_tables_prefix_of_the_bucket(s3, tmp_path):
                         f"s3://floe-elsewhere/{table_file}"):
             with pytest.raises(pa.ArrowException, match="outside the warehouse"):
                 client.read({"sql": f"SELECT * FROM read_parquet('{outside}')"})
+
+
+def test_users_and_tokens_are_the_same_on_every_host(s3, tmp_path):
+    """Principals and the token key live in the bucket: a user added from one machine
+    signs in on every host, a token one host issued is good on another, and a revoke
+    reaches every host within a second or so."""
+    url = f"{s3.bucket('floe-principals')}/wh"
+
+    def cli(*args, stdin=None):
+        out = subprocess.run([str(HOST_BIN), *args, "-w", url, "--host-dir", str(tmp_path / "admin")], input=stdin,
+                             capture_output=True, text=True, env={**environ_without_aws(), **s3.env})
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    cli("users", "add", "ann", "--grant", "admin", "--password-stdin", stdin="a long password\n")
+    etl = cli("tokens", "create", "etl", "--grant", "read:*")
+    assert not list(tmp_path.glob("admin/security/*"))  # nothing of it on the admin's disk
+    with Postgres() as pg:
+        hosts = []
+        for name in ("h1", "h2"):
+            home, port = tmp_path / name, free_port()
+            hosts.append(Host(home, port=port, env=s3.env, serve_args=[
+                "serve", "-w", url, "--host-dir", str(home), "--catalog", pg.uri, "-p", str(port)]).start())
+        try:
+            a = Client(hosts[0].location, user="ann", password="a long password")
+            a.put({"table": "s.t"}, data.table(100))
+            # A bearer token from host 1's Handshake, and the CLI's service token, on host 2.
+            issued = a.options.headers[0][1].decode().removeprefix("Bearer ")
+            assert Client(hosts[1].location, token=issued).rows("s.t") == 100
+            assert Client(hosts[1].location, token=etl).read({"table": "s.t"}).num_rows == 100
+            with pytest.raises(flight.FlightUnauthenticatedError):
+                Client(hosts[1].location).read({"table": "s.t"})
+            cli("tokens", "revoke", "etl")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    Client(hosts[1].location, token=etl).read({"table": "s.t"})
+                    time.sleep(0.2)
+                except flight.FlightUnauthenticatedError as err:
+                    assert "etl" in str(err)
+                    break
+            else:
+                pytest.fail("the revoked token still works on host 2")
+        finally:
+            for host in hosts:
+                host.stop()

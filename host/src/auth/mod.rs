@@ -12,8 +12,8 @@ mod principal;
 mod store;
 mod token;
 
+use crate::engines::Storage;
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -94,7 +94,6 @@ impl Credentials {
 
 pub struct Auth {
     store: Store,
-    key_path: std::path::PathBuf,
     key: OnceLock<SigningKey>,
     /// Whether a host without principals serves everyone.
     anonymous: bool,
@@ -107,12 +106,11 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(warehouse: &Path, anonymous: bool, token_ttl: Duration) -> Self {
+    pub fn new(warehouse: &Storage, anonymous: bool, token_ttl: Duration) -> Self {
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).expect("the OS has randomness");
         Self {
             store: Store::new(warehouse),
-            key_path: store::security_dir(warehouse).join("token.key"),
             key: OnceLock::new(),
             anonymous,
             token_ttl,
@@ -127,28 +125,28 @@ impl Auth {
     }
 
     /// Does the host serve requests without credentials right now?
-    pub fn serves_anonymous(&self) -> Result<bool> {
-        Ok(self.anonymous && self.store.current()?.is_empty())
+    pub async fn serves_anonymous(&self) -> Result<bool> {
+        Ok(self.anonymous && self.store.current().await?.is_empty())
     }
 
-    fn key(&self) -> Result<&SigningKey> {
+    async fn key(&self) -> Result<&SigningKey> {
         if let Some(key) = self.key.get() {
             return Ok(key);
         }
-        let key = SigningKey::load_or_create(&self.key_path)?;
+        let key = self.store.signing_key().await?;
         Ok(self.key.get_or_init(|| key))
     }
 
     pub async fn authenticate(&self, credentials: Credentials) -> Result<Principal> {
         match credentials {
-            Credentials::None if self.serves_anonymous()? => Ok(Principal::anonymous()),
+            Credentials::None if self.serves_anonymous().await? => Ok(Principal::anonymous()),
             Credentials::None => Err(Error::Unauthenticated(
                 "this host requires credentials: a user and password (Basic), or a bearer \
                  token from Handshake or `host tokens create`"
                     .into(),
             )),
             Credentials::Basic { user, password } => self.check_password(&user, &password).await,
-            Credentials::Bearer(token) => self.check_token(&token),
+            Credentials::Bearer(token) => self.check_token(&token).await,
         }
     }
 
@@ -157,13 +155,14 @@ impl Auth {
         let principal = self.check_password(user, password).await?;
         let epoch = self
             .store
-            .current()?
+            .current()
+            .await?
             .users
             .get(user)
             .map(|u| u.epoch.clone())
             .ok_or_else(|| wrong_password())?;
         let now = chrono::Utc::now().timestamp();
-        let token = self.key()?.sign(&Claims {
+        let token = self.key().await?.sign(&Claims {
             sub: user.to_string(),
             kind: Kind::User,
             id: epoch,
@@ -174,7 +173,7 @@ impl Auth {
     }
 
     /// A new service token `name` (replacing one of that name): the token, shown once.
-    pub fn create_service_token(
+    pub async fn create_service_token(
         &self,
         name: &str,
         grants: Vec<Grant>,
@@ -183,19 +182,22 @@ impl Auth {
         check_name("token", name)?;
         let id = random_id();
         let now = chrono::Utc::now();
-        self.store.update(|p| {
-            p.tokens.insert(
-                name.to_string(),
-                ServiceToken {
-                    id: id.clone(),
-                    grants,
-                    created_at: now,
-                    expires_at,
-                },
-            );
-            Ok(())
-        })?;
-        Ok(self.key()?.sign(&Claims {
+        let key = self.key().await?;
+        self.store
+            .update(|p| {
+                p.tokens.insert(
+                    name.to_string(),
+                    ServiceToken {
+                        id: id.clone(),
+                        grants,
+                        created_at: now,
+                        expires_at,
+                    },
+                );
+                Ok(())
+            })
+            .await?;
+        Ok(key.sign(&Claims {
             sub: name.to_string(),
             kind: Kind::Service,
             id,
@@ -205,7 +207,7 @@ impl Auth {
     }
 
     async fn check_password(&self, user: &str, password: &str) -> Result<Principal> {
-        let principals = self.store.current()?;
+        let principals = self.store.current().await?;
         let found = principals.users.get(user);
         let digest = self.digest(user, password, found.map_or("", |u| u.epoch.as_str()));
         if let Some(found) = found
@@ -233,9 +235,12 @@ impl Auth {
         }
     }
 
-    fn check_token(&self, token: &str) -> Result<Principal> {
-        let claims = self.key()?.verify(token, chrono::Utc::now().timestamp())?;
-        let principals = self.store.current()?;
+    async fn check_token(&self, token: &str) -> Result<Principal> {
+        let claims = self
+            .key()
+            .await?
+            .verify(token, chrono::Utc::now().timestamp())?;
+        let principals = self.store.current().await?;
         let refuse = |why: String| Err(Error::Unauthenticated(why));
         match claims.kind {
             Kind::User => match principals.users.get(&claims.sub) {

@@ -53,16 +53,14 @@ impl SigningKey {
         }
         let dir = path.parent().expect("the key file has a directory");
         std::fs::create_dir_all(dir).map_err(|err| io("creating", dir, err))?;
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes)
-            .map_err(|err| Error::internal(format!("generating a signing key: {err}")))?;
+        let made = Self::generate()?;
         let temp = tempfile_in(dir)?;
-        std::fs::write(&temp, hex(&bytes)).map_err(|err| io("writing", &temp, err))?;
+        std::fs::write(&temp, made.to_hex()).map_err(|err| io("writing", &temp, err))?;
         // A hard link fails if the key exists: whoever linked first wins.
         let linked = std::fs::hard_link(&temp, path);
         let _ = std::fs::remove_file(&temp);
         match linked {
-            Ok(()) => Ok(Self(bytes)),
+            Ok(()) => Ok(made),
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Self::read(path)?
                 .ok_or_else(|| Error::internal("the signing key vanished while being created")),
             Err(err) => Err(io("creating", path, err)),
@@ -70,21 +68,39 @@ impl SigningKey {
     }
 
     fn read(path: &Path) -> Result<Option<Self>> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(io("reading", path, err)),
-        };
-        let bytes = unhex(text.trim())
+        match std::fs::read(path) {
+            Ok(bytes) => Self::parse(&bytes, &path.display().to_string()).map(Some),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(io("reading", path, err)),
+        }
+    }
+
+    /// A new random key.
+    pub fn generate() -> Result<Self> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .map_err(|err| Error::internal(format!("generating a signing key: {err}")))?;
+        Ok(Self(bytes))
+    }
+
+    /// The key as stored: 64 hex digits.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    /// A stored key; `location` names it in the error.
+    pub fn parse(stored: &[u8], location: &str) -> Result<Self> {
+        std::str::from_utf8(stored)
+            .ok()
+            .and_then(|text| unhex(text.trim()))
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(Self)
             .ok_or_else(|| {
                 Error::internal(format!(
-                    "{} is not a floe signing key (64 hex digits); remove it to make a new \
-                     one, which ends every token issued so far",
-                    path.display()
+                    "{location} is not a floe signing key (64 hex digits); remove it to make \
+                     a new one, which ends every token issued so far"
                 ))
-            })?;
-        Ok(Some(Self(bytes)))
+            })
     }
 
     pub fn sign(&self, claims: &Claims) -> String {

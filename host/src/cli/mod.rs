@@ -158,8 +158,8 @@ pub fn run() -> anyhow::Result<()> {
             Command::Doctor(args) => doctor(args).await,
             Command::Tables(command) => tables::run(command).await,
             Command::Plugins(command) => plugins::run(command).await,
-            Command::Users(command) => security::users(command),
-            Command::Tokens(command) => security::tokens(command),
+            Command::Users(command) => security::users(command).await,
+            Command::Tokens(command) => security::tokens(command).await,
             Command::Cluster(command) => cluster::run(command).await,
         }
     });
@@ -220,11 +220,11 @@ async fn serve(args: Settings) -> anyhow::Result<()> {
         "limits"
     );
     let auth = Auth::new(
-        &args.warehouse.dir()?,
+        &self::warehouse::storage(&args.warehouse)?,
         args.server.serves_anonymous(),
         args.server.token_ttl(),
     );
-    check_exposure(&args.server, &auth)?;
+    check_exposure(&args.server, &auth).await?;
     let limits = Limits::new(args.limits.clone());
     let listener = crate::flight::bind(&args.server).await?;
     let address = args
@@ -288,8 +288,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 /// A host off loopback with nobody to authenticate would serve anyone who reaches it:
 /// refuse to start, unless told to with `--allow-anonymous`.
-fn check_exposure(server: &ServerSettings, auth: &Auth) -> anyhow::Result<()> {
-    let principals = auth.store().current()?;
+async fn check_exposure(server: &ServerSettings, auth: &Auth) -> anyhow::Result<()> {
+    let principals = auth.store().current().await?;
     let address = server.address;
     if principals.is_empty() && !address.is_loopback() {
         if !server.allow_anonymous {
@@ -305,7 +305,7 @@ fn check_exposure(server: &ServerSettings, auth: &Auth) -> anyhow::Result<()> {
     tracing::info!(
         users = principals.users.len(),
         service_tokens = principals.tokens.len(),
-        anonymous = auth.serves_anonymous()?,
+        anonymous = auth.serves_anonymous().await?,
         "authentication"
     );
     Ok(())
@@ -438,7 +438,9 @@ async fn doctor(args: Settings) -> anyhow::Result<()> {
     println!("idle connection: {:?}", server.idle_connection_timeout());
     println!("streams per conn:{:>2}", server.max_streams_per_connection);
     println!("shutdown grace:  {:?}", server.shutdown_grace());
-    let principals = crate::auth::Store::new(&dir).current()?;
+    let principals = crate::auth::Store::new(&self::warehouse::storage(&args.warehouse)?)
+        .current()
+        .await?;
     println!(
         "principals:      {} users, {} service tokens{}",
         principals.users.len(),

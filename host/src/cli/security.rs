@@ -92,13 +92,13 @@ pub struct PasswordSource {
 
 fn auth(warehouse: &Warehouse) -> anyhow::Result<Auth> {
     Ok(Auth::new(
-        &warehouse.dir()?,
+        &super::warehouse::storage(warehouse)?,
         false,
         std::time::Duration::ZERO,
     ))
 }
 
-pub fn users(command: UsersCommand) -> anyhow::Result<()> {
+pub async fn users(command: UsersCommand) -> anyhow::Result<()> {
     match command {
         UsersCommand::Add {
             name,
@@ -108,24 +108,26 @@ pub fn users(command: UsersCommand) -> anyhow::Result<()> {
         } => {
             check_name("user", &name)?;
             let auth = auth(&warehouse)?;
-            if auth.store().current()?.users.contains_key(&name) {
+            if auth.store().current().await?.users.contains_key(&name) {
                 bail!("user {name:?} exists: `host users passwd {name}` changes its password");
             }
             let hash = hash_password(&password.read(&name)?)?;
-            auth.store().update(|p| {
-                let user = User {
-                    password_hash: hash,
-                    grants: grants.grants.clone(),
-                    epoch: random_id(),
-                    created_at: Utc::now(),
-                };
-                p.users.insert(name.clone(), user);
-                Ok(())
-            })?;
+            auth.store()
+                .update(|p| {
+                    let user = User {
+                        password_hash: hash,
+                        grants: grants.grants.clone(),
+                        epoch: random_id(),
+                        created_at: Utc::now(),
+                    };
+                    p.users.insert(name.clone(), user);
+                    Ok(())
+                })
+                .await?;
             eprintln!("added user {name} ({})", list(&grants.grants));
         }
         UsersCommand::List { warehouse } => {
-            let principals = auth(&warehouse)?.store().current()?;
+            let principals = auth(&warehouse)?.store().current().await?;
             println!("{:<24} {:<26} grants", "user", "created");
             for (name, user) in &principals.users {
                 println!(
@@ -136,12 +138,15 @@ pub fn users(command: UsersCommand) -> anyhow::Result<()> {
             }
         }
         UsersCommand::Remove { name, warehouse } => {
-            auth(&warehouse)?.store().update(|p| {
-                p.users
-                    .remove(&name)
-                    .map(drop)
-                    .ok_or_else(|| crate::Error::not_found(format!("no user {name:?}")))
-            })?;
+            auth(&warehouse)?
+                .store()
+                .update(|p| {
+                    p.users
+                        .remove(&name)
+                        .map(drop)
+                        .ok_or_else(|| crate::Error::not_found(format!("no user {name:?}")))
+                })
+                .await?;
             eprintln!("removed user {name}");
         }
         UsersCommand::Passwd {
@@ -150,25 +155,27 @@ pub fn users(command: UsersCommand) -> anyhow::Result<()> {
             warehouse,
         } => {
             let auth = auth(&warehouse)?;
-            if !auth.store().current()?.users.contains_key(&name) {
+            if !auth.store().current().await?.users.contains_key(&name) {
                 bail!("no user {name:?}: `host users add` adds one");
             }
             let hash = hash_password(&password.read(&name)?)?;
-            auth.store().update(|p| {
-                let user = p.users.get_mut(&name).ok_or_else(|| {
-                    crate::Error::not_found(format!("user {name:?} was removed meanwhile"))
-                })?;
-                user.password_hash = hash;
-                user.epoch = random_id();
-                Ok(())
-            })?;
+            auth.store()
+                .update(|p| {
+                    let user = p.users.get_mut(&name).ok_or_else(|| {
+                        crate::Error::not_found(format!("user {name:?} was removed meanwhile"))
+                    })?;
+                    user.password_hash = hash;
+                    user.epoch = random_id();
+                    Ok(())
+                })
+                .await?;
             eprintln!("changed the password of {name}");
         }
     }
     Ok(())
 }
 
-pub fn tokens(command: TokensCommand) -> anyhow::Result<()> {
+pub async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
     match command {
         TokensCommand::Create {
             name,
@@ -178,8 +185,9 @@ pub fn tokens(command: TokensCommand) -> anyhow::Result<()> {
         } => {
             let expires_at =
                 expires_in.map(|days| Utc::now() + chrono::Duration::days(days.into()));
-            let token =
-                auth(&warehouse)?.create_service_token(&name, grants.grants.clone(), expires_at)?;
+            let token = auth(&warehouse)?
+                .create_service_token(&name, grants.grants.clone(), expires_at)
+                .await?;
             println!("{token}");
             eprintln!(
                 "created service token {name} ({}; {}): it is shown only this once",
@@ -191,7 +199,7 @@ pub fn tokens(command: TokensCommand) -> anyhow::Result<()> {
             );
         }
         TokensCommand::List { warehouse } => {
-            let principals = auth(&warehouse)?.store().current()?;
+            let principals = auth(&warehouse)?.store().current().await?;
             println!("{:<24} {:<26} {:<26} grants", "token", "created", "expires");
             for (name, token) in &principals.tokens {
                 let expires = token.expires_at.map_or("never".into(), |t| t.to_rfc3339());
@@ -203,12 +211,14 @@ pub fn tokens(command: TokensCommand) -> anyhow::Result<()> {
             }
         }
         TokensCommand::Revoke { name, warehouse } => {
-            auth(&warehouse)?.store().update(|p| {
-                p.tokens
-                    .remove(&name)
-                    .map(drop)
-                    .ok_or_else(|| crate::Error::not_found(format!("no service token {name:?}")))
-            })?;
+            auth(&warehouse)?
+                .store()
+                .update(|p| {
+                    p.tokens.remove(&name).map(drop).ok_or_else(|| {
+                        crate::Error::not_found(format!("no service token {name:?}"))
+                    })
+                })
+                .await?;
             eprintln!("revoked service token {name}");
         }
     }

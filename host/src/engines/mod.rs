@@ -150,7 +150,9 @@ impl Lakehouse {
             Recent::new(capacity, None),
             Recent::new(capacity, Some(PLAN_TTL)),
         );
-        let duck_home = match layout.catalog.is_shared() {
+        // A catalog other hosts can share, or tables on object storage: what DuckDB
+        // would keep in a file of its own could not be shared.
+        let duck_home = match layout.catalog.is_shared() || !layout.storage.is_local() {
             true => DuckHome::Memory,
             false => DuckHome::Warehouse(home.clone()),
         };
@@ -223,7 +225,8 @@ impl Lakehouse {
         self.iceberg.catalog_pool()
     }
 
-    /// Whether other hosts may serve this warehouse too (its catalog is shared).
+    /// Whether other hosts may serve this warehouse too (its catalog is shared, or
+    /// its tables are on object storage).
     pub fn shared(&self) -> bool {
         self.duck_home == DuckHome::Memory
     }

@@ -402,6 +402,61 @@ impl Storage {
         }
     }
 
+    /// On object storage: a (small) file's bytes and their version (ETag), read
+    /// together; `None` when it is not there.
+    pub async fn read_versioned(&self, location: &str) -> Result<Option<(Vec<u8>, String)>> {
+        let Place::S3 {
+            operator, bucket, ..
+        } = &self.place
+        else {
+            unreachable!("local files are versioned by their locks")
+        };
+        let key = self.key(location)?;
+        loop {
+            let etag = match operator.stat(key).await {
+                Ok(meta) => meta.etag().unwrap_or_default().to_string(),
+                Err(err) if err.kind() == opendal::ErrorKind::NotFound => return Ok(None),
+                Err(err) => return Err(self.unreachable(bucket, err)),
+            };
+            match operator.read_with(key).if_match(&etag).await {
+                Ok(buffer) => return Ok(Some((buffer.to_vec(), etag))),
+                // Replaced between the two requests: read the new one.
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        opendal::ErrorKind::ConditionNotMatch | opendal::ErrorKind::NotFound
+                    ) => {}
+                Err(err) => return Err(self.unreachable(bucket, err)),
+            }
+        }
+    }
+
+    /// On object storage: write a (small) file only if it is still at `version`
+    /// (`None`: only if it does not exist); `false` if another writer got there first.
+    pub async fn write_if(
+        &self,
+        location: &str,
+        bytes: Vec<u8>,
+        version: Option<&str>,
+    ) -> Result<bool> {
+        let Place::S3 {
+            operator, bucket, ..
+        } = &self.place
+        else {
+            unreachable!("local files are versioned by their locks")
+        };
+        let write = operator.write_with(self.key(location)?, bytes);
+        let write = match version {
+            Some(etag) => write.if_match(etag),
+            None => write.if_not_exists(true),
+        };
+        match write.await {
+            Ok(_) => Ok(true),
+            Err(err) if err.kind() == opendal::ErrorKind::ConditionNotMatch => Ok(false),
+            Err(err) => Err(self.unreachable(bucket, err)),
+        }
+    }
+
     /// The size of one file, if it is there.
     pub async fn size(&self, location: &str) -> Option<u64> {
         match &self.place {

@@ -122,7 +122,8 @@ impl Lakehouse {
                 return Err(Error::invalid(format!(
                     "{table}: DuckDB-native tables (target duckdb) live in one host's DuckDB, \
                      and this warehouse is shared by several hosts (its catalog is on \
-                     PostgreSQL): write it as an Iceberg table (target iceberg, the default)"
+                     PostgreSQL or its tables on object storage): write it as an Iceberg \
+                     table (target iceberg, the default)"
                 )));
             }
             Target::Duckdb => {

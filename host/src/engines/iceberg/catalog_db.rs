@@ -89,6 +89,11 @@ impl CatalogDb {
     /// another writer holds, rather than failing at once; a database that cannot be
     /// reached for 10 s is reported Unavailable.
     pub async fn pool(&self) -> Result<AnyPool> {
+        self.pool_of(4).await
+    }
+
+    /// Such a pool of at most `connections`.
+    pub async fn pool_of(&self, connections: u32) -> Result<AnyPool> {
         install_default_drivers();
         let unreachable = |err: sqlx::Error| {
             Error::Unavailable(format!(
@@ -103,7 +108,7 @@ impl CatalogDb {
         let _ = first.close().await;
         let sqlite = matches!(self, Self::Sqlite(_));
         AnyPoolOptions::new()
-            .max_connections(4)
+            .max_connections(connections)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {

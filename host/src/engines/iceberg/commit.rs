@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::compact::is_small;
 use super::journal::WRITE_ID;
+use super::turns::HostTurn;
 use super::write::{Base, TableWrite, WriteOp, WritePlan};
 use super::{CATALOG_NAME, IcebergEngine, ident, snapshot_carrying};
 use crate::command::TableName;
@@ -135,16 +136,34 @@ impl IcebergEngine {
         // are still caught by the compare-and-swap.
         let turn = self.commit_turn(&write.name);
         let _turn = turn.lock().await;
+        // And hosts take turns too, where the catalog can tell them apart.
+        let host_turn = match &self.host_turns {
+            Some(pool) => HostTurn::take(pool, &write.name).await,
+            None => None,
+        };
+        let landed = self.attempt_commits(&ident, write, &files).await;
+        if let Some(host_turn) = host_turn {
+            host_turn.end().await;
+        }
+        landed
+    }
+
+    /// Try to land the commit until it does, fails, or loses too many races.
+    async fn attempt_commits(
+        &self,
+        ident: &TableIdent,
+        write: &WritePlan,
+        files: &[DataFile],
+    ) -> Result<Landed> {
         for attempt in 0..MAX_ATTEMPTS {
             let mut staged = Attempt { files: Vec::new() };
             let outcome = match &write.base {
                 Base::New(metadata) => {
-                    self.commit_new(&ident, metadata, write, &files, &mut staged)
+                    self.commit_new(ident, metadata, write, files, &mut staged)
                         .await
                 }
                 Base::Existing { .. } => {
-                    self.commit_existing(&ident, write, &files, &mut staged)
-                        .await
+                    self.commit_existing(ident, write, files, &mut staged).await
                 }
             };
             match outcome {

@@ -8,6 +8,11 @@
 //! directory's `.lock` for as long as it runs. The kernel drops the lock when the
 //! process dies, however it dies: a directory whose lock can be taken belongs to a
 //! host that is gone, and the host that takes it recovers that host's writes.
+//!
+//! The records live in the host's local directory: the warehouse itself when it is
+//! local (every host sharing it recovers any other's), the `--host-dir` when it is
+//! on object storage (only a host restarted on that directory does; the orphan
+//! sweep removes what a host that never returns left).
 
 use std::fs::File;
 use std::os::fd::AsRawFd as _;

@@ -19,6 +19,7 @@ mod rewrite;
 pub mod schema;
 #[cfg(test)]
 mod tests;
+mod turns;
 mod write;
 
 use std::collections::HashMap;
@@ -66,6 +67,8 @@ pub struct IcebergEngine {
     storage: Storage,
     /// One lock per table: this process's commits to a table take turns (see `commit`).
     commit_turns: std::sync::Mutex<HashMap<TableName, Arc<tokio::sync::Mutex<()>>>>,
+    /// With a PostgreSQL catalog, connections for the turns hosts take (see `turns`).
+    host_turns: Option<AnyPool>,
     cache: PlanCache,
     /// Snapshots this host's reads are using: expiry keeps them.
     pub pins: Pins,
@@ -256,6 +259,10 @@ impl IcebergEngine {
         storage.check().await?;
         // floe's own pool first: an unreachable database is reported as such.
         let pool = db.pool().await?;
+        let host_turns = match db.is_shared() {
+            true => Some(db.pool_of(turns::CONNECTIONS).await?),
+            false => None,
+        };
         let (factory, mut props) = storage.iceberg_io();
         props.extend([
             ("uri".to_string(), db.uri()),
@@ -274,6 +281,7 @@ impl IcebergEngine {
             file_io: storage.file_io(),
             storage,
             commit_turns: Default::default(),
+            host_turns,
             cache,
             pins: Pins::default(),
             journal: journal::Journal::new(journal),
