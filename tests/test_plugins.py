@@ -232,6 +232,20 @@ def test_a_chain_scans_only_the_columns_it_reads(tmp_path, monkeypatch):
         assert 'SELECT "id", "name", "amount" FROM' in host.log()
 
 
+def test_an_unusable_precompiled_file_is_compiled_again_from_the_registry(tmp_path):
+    with local_host(tmp_path / "warehouse") as host:
+        plugins_cli(host, "add", "select", str(GUESTS / "select.wasm"))
+        compiled = list((tmp_path / "warehouse" / "plugins" / "compiled").glob("*.cwasm"))
+        assert compiled
+        for path in compiled:
+            path.write_bytes(b"not a precompiled component")
+        client = Client(host.location)
+        client.put({"table": "p.t"}, data.table(10))
+        got = client.read({"table": "p.t", "transforms": [transform("select", columns=["id"])]})
+        assert got.schema.names == ["id"] and got.num_rows == 10
+        assert "compiling the plugin again" in host.log()
+
+
 def test_each_plugin_is_instantiated_once_per_rpc(tmp_path):
     """A filter -> select chain that narrows the scan binds each plugin once in
     GetFlightInfo and once in DoGet (the host logs every instantiation)."""

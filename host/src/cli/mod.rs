@@ -139,6 +139,9 @@ fn version() -> String {
 
 pub fn run() -> anyhow::Result<()> {
     let cli = parse()?;
+    // Two TLS backends are linked (tonic's ring; aws-lc-rs through the S3 client), so
+    // rustls cannot pick one by itself: the server and the clients use ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

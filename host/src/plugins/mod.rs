@@ -97,20 +97,27 @@ impl Plugins {
             let entry = self.registry.get(&transform.plugin).await?;
             let pre = match self.runtime.loaded(&entry.sha256) {
                 Some(pre) => pre,
-                None => {
-                    let compiled = self.registry.compiled_path(&entry.sha256, &self.engine);
-                    let wasm = match compiled.exists() {
-                        true => None,
-                        false => Some(self.registry.wasm(&entry.sha256).await?),
-                    };
-                    let (plugins, sha256) = (self.clone(), entry.sha256.clone());
-                    crate::blocking::run(move || plugins.runtime.load(&sha256, &compiled, wasm))
-                        .await?
-                }
+                None => self.load(&entry.sha256).await?,
             };
             resolved.push(Resolved { entry, pre });
         }
         Ok(resolved)
+    }
+
+    /// Load a component from this host's precompiled file, or compile it from the
+    /// bytes in the registry when there is none or it is unusable.
+    async fn load(self: &Arc<Self>, sha256: &str) -> Result<TransformPluginPre<GuestState>> {
+        let compiled = self.registry.compiled_path(sha256, &self.engine);
+        let load = |wasm: Option<Vec<u8>>| {
+            let (plugins, sha256, compiled) = (self.clone(), sha256.to_string(), compiled.clone());
+            crate::blocking::run(move || plugins.runtime.load(&sha256, &compiled, wasm))
+        };
+        if compiled.exists()
+            && let Ok(pre) = load(None).await
+        {
+            return Ok(pre);
+        }
+        load(Some(self.registry.wasm(sha256).await?)).await
     }
 
     /// Bind each transform in order to the schema the previous one produces:
