@@ -34,6 +34,7 @@ pub mod limits;
 pub mod metrics;
 pub mod plugins;
 pub mod read;
+pub mod storage;
 pub mod write;
 
 pub use error::{Error, Result};

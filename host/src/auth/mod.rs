@@ -12,7 +12,7 @@ mod principal;
 mod store;
 mod token;
 
-use crate::engines::Storage;
+use crate::storage::Storage;
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;

@@ -19,9 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::principal::Grant;
 use super::token::{SigningKey, io, tempfile_in};
-use crate::engines::Storage;
-use crate::engines::storage::local_path;
 use crate::error::{Error, Result};
+use crate::storage::{Storage, local_path};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -2,7 +2,8 @@
 //! directory or an S3 prefix) and its layout (tables, catalog, the host's directory).
 
 use crate::config::Warehouse;
-use crate::engines::{Layout, S3Access, Storage};
+use crate::engines::Layout;
+use crate::storage::{S3Access, Storage};
 
 /// Where the warehouse is. For S3, the endpoint and region come from the flags,
 /// else the standard AWS variables; credentials from the AWS variables only.

@@ -9,7 +9,6 @@ pub mod iceberg;
 mod maintain;
 mod plan;
 mod rewrite;
-pub mod storage;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -30,6 +29,7 @@ use crate::command::{Part, TableName, Target};
 use crate::config::{DuckSettings, MaintenanceSettings};
 use crate::error::{Context, Error, Result};
 use crate::metrics::metrics;
+use crate::storage::Storage;
 use floe_wire::expr::ast::Expr;
 
 pub use self::duckdb::{Described, References};
@@ -37,7 +37,6 @@ pub use self::iceberg::{Expired, Orphans};
 pub use maintain::{open_tables, retention};
 pub use plan::ReadPlan;
 use plan::{PLAN_TTL, Recent};
-pub use storage::{S3Access, Storage};
 pub use write::{WriteHandle, WriteOptions, Written};
 
 pub struct Lakehouse {

@@ -17,8 +17,8 @@ pub use registry::{Description, Entry, Registry};
 
 use crate::command::Transform;
 use crate::config::PluginLimits;
-use crate::engines::Storage;
 use crate::error::{Context as _, Error, Result};
+use crate::storage::Storage;
 use runtime::{Runtime, TransformPluginPre};
 use sandbox::GuestState;
 

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::engines::Storage;
 use crate::error::{Context as _, Error, Result};
+use crate::storage::Storage;
 
 /// A registered plugin.
 #[derive(Debug, Clone, Serialize, Deserialize)]

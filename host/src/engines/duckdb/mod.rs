@@ -24,8 +24,8 @@ use self::database::Database;
 use self::sql::{Origin, Query, Source};
 use crate::command::TableName;
 use crate::config::{DuckSettings, ReaderChoice};
-use crate::engines::storage::Storage;
 use crate::error::{Context, Error, Result};
+use crate::storage::Storage;
 
 pub use audit::References;
 pub use database::Described;
@@ -151,10 +151,11 @@ impl DuckEngine {
             &home.spill_path(),
         ))
         .context("setting DuckDB's memory limit and threads")?;
-        if let Some(setup) = storage.duckdb_setup() {
-            conn.execute_batch(&setup).context(
-                "reaching the object store from DuckDB (is duckdb-extension-httpfs installed?)",
-            )?;
+        if let Some((access, bucket)) = storage.s3_access() {
+            conn.execute_batch(&sql::s3_secret(access, bucket))
+                .context(
+                    "reaching the object store from DuckDB (is duckdb-extension-httpfs installed?)",
+                )?;
         }
         conn.execute_batch(&sql::confine(&storage.allowed_directories()))
             .context("confining DuckDB to the warehouse")?;

@@ -9,6 +9,7 @@ use floe_wire::expr::ast::Expr;
 
 use crate::command::{SqlValue, TableName};
 use crate::error::{Error, Result};
+use crate::storage::S3Access;
 
 /// A query the engine can run: a client's SQL (with the values of its `?` / `$n`
 /// parameters, bound by DuckDB, never spliced into the text), or one built here.
@@ -232,7 +233,7 @@ fn quote_ident(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
-pub fn quote_literal(text: &str) -> String {
+fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
@@ -292,6 +293,40 @@ pub const LOAD_JSON: &str = "LOAD json;";
 pub const UTC: &str = "SET GLOBAL TimeZone = 'UTC';";
 
 pub const LOAD_ICEBERG: &str = "LOAD avro; LOAD iceberg;";
+
+/// The httpfs extension and a secret for the warehouse's bucket (scoped to it), so
+/// that DuckDB reads s3:// table files as iceberg-rust wrote them.
+pub fn s3_secret(access: &S3Access, bucket: &str) -> String {
+    let (endpoint, ssl) = match &access.endpoint {
+        Some(url) => match url.split_once("://") {
+            Some((scheme, host)) => (Some(host.trim_end_matches('/')), scheme == "https"),
+            None => (Some(url.trim_end_matches('/')), true),
+        },
+        None => (None, true),
+    };
+    let mut options = vec![
+        "TYPE s3".to_string(),
+        format!("KEY_ID {}", quote_literal(&access.key_id)),
+        format!("SECRET {}", quote_literal(&access.secret)),
+        format!("REGION {}", quote_literal(&access.region)),
+        format!("SCOPE {}", quote_literal(&format!("s3://{bucket}"))),
+        format!(
+            "URL_STYLE {}",
+            quote_literal(if access.path_style { "path" } else { "vhost" })
+        ),
+        format!("USE_SSL {ssl}"),
+    ];
+    if let Some(endpoint) = endpoint {
+        options.push(format!("ENDPOINT {}", quote_literal(endpoint)));
+    }
+    if let Some(token) = &access.session_token {
+        options.push(format!("SESSION_TOKEN {}", quote_literal(token)));
+    }
+    format!(
+        "LOAD httpfs; CREATE SECRET floe_warehouse ({});",
+        options.join(", ")
+    )
+}
 
 /// Files only inside `directories`, the warehouse's table files, never its
 /// catalog, principals or keys; and no query may change that.

@@ -49,9 +49,9 @@ pub use rewrite::{RewriteBase, Staged, may_match};
 pub use write::{RowsWrite, TableWrite, WriteOp};
 
 use crate::command::TableName;
-use crate::engines::storage::Storage;
-pub use crate::engines::storage::local_path;
 use crate::error::{Context, Error, Result};
+use crate::storage::Storage;
+pub use crate::storage::local_path;
 
 /// The catalog name floe uses in the SQL catalog's tables. pyiceberg opens the same
 /// catalog as `SqlCatalog("floe", uri="sqlite:///<warehouse>/catalog.db", …)`.

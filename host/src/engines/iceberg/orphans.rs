@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::expire::Reached;
 use super::{IcebergEngine, local_path};
 use crate::command::TableName;
-use crate::engines::storage::Stored;
 use crate::error::{Error, Result};
+use crate::storage::Stored;
 
 /// What an orphan cleanup found (and, unless a dry run, removed).
 #[derive(Debug, Clone, Default, Serialize)]

@@ -35,7 +35,7 @@ async fn data_files(
 async fn engine(dir: &tempfile::TempDir) -> IcebergEngine {
     IcebergEngine::open(
         super::CatalogDb::Sqlite(dir.path().join("catalog.db")),
-        crate::engines::Storage::local(&dir.path().join("iceberg")),
+        crate::storage::Storage::local(&dir.path().join("iceberg")),
         &dir.path().join("iceberg"),
         super::PlanCache::new(16, 1 << 20),
     )

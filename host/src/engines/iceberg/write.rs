@@ -17,8 +17,8 @@ use super::partition::{describe, partition_spec, same_spec};
 use super::schema::{Conformer, iceberg_schema_of, same_columns, schema_difference};
 use super::{IcebergEngine, LoadedTable};
 use crate::command::{TableName, WriteMode};
-use crate::engines::storage::Storage;
 use crate::error::{Context, Error, Result};
+use crate::storage::Storage;
 
 /// What the commit does with the table's previous data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
-//! Where a warehouse's table files live: a local directory (the default) or a
-//! prefix of an S3-compatible bucket. iceberg-rust reads and writes them through a
-//! `FileIO`; floe lists and deletes them (orphans, expiry, cut-short writes) and
-//! tells DuckDB how to reach them, all through this one type.
+//! Where a warehouse's files live (tables, plugins, principals): a local directory
+//! (the default) or a prefix of an S3-compatible bucket. iceberg-rust reads and
+//! writes table files through a `FileIO` made here; floe lists, reads, writes and
+//! deletes everything else through this one type.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -483,42 +483,12 @@ impl Storage {
             .ok_or_else(|| Error::invalid(format!("{location} is not in bucket {bucket}")))
     }
 
-    /// What DuckDB runs once at start to reach the files: nothing locally; for S3
-    /// the httpfs extension and a secret scoped to the bucket.
-    pub fn duckdb_setup(&self) -> Option<String> {
-        let Place::S3 { access, bucket, .. } = &self.place else {
-            return None;
-        };
-        let quote = crate::engines::duckdb::sql::quote_literal;
-        let (endpoint, ssl) = match &access.endpoint {
-            Some(url) => match url.split_once("://") {
-                Some((scheme, host)) => (Some(host.trim_end_matches('/')), scheme == "https"),
-                None => (Some(url.trim_end_matches('/')), true),
-            },
-            None => (None, true),
-        };
-        let mut options = vec![
-            "TYPE s3".to_string(),
-            format!("KEY_ID {}", quote(&access.key_id)),
-            format!("SECRET {}", quote(&access.secret)),
-            format!("REGION {}", quote(&access.region)),
-            format!("SCOPE {}", quote(&format!("s3://{bucket}"))),
-            format!(
-                "URL_STYLE {}",
-                quote(if access.path_style { "path" } else { "vhost" })
-            ),
-            format!("USE_SSL {ssl}"),
-        ];
-        if let Some(endpoint) = endpoint {
-            options.push(format!("ENDPOINT {}", quote(endpoint)));
+    /// The store's access and bucket, when it is S3.
+    pub fn s3_access(&self) -> Option<(&S3Access, &str)> {
+        match &self.place {
+            Place::S3 { access, bucket, .. } => Some((access, bucket)),
+            Place::Local => None,
         }
-        if let Some(token) = &access.session_token {
-            options.push(format!("SESSION_TOKEN {}", quote(token)));
-        }
-        Some(format!(
-            "LOAD httpfs; CREATE SECRET floe_warehouse ({});",
-            options.join(", ")
-        ))
     }
 
     /// The prefixes DuckDB may read: this place, in every spelling Iceberg
