@@ -38,19 +38,22 @@ impl HostTurn {
     /// catalog could not give it (the commit then relies on the swap alone).
     pub async fn take(pool: &AnyPool, table: &TableName) -> Option<Self> {
         let key = lock_key(table);
+        // Held from the start: a wait given up (or failed) mid-query drops it, which
+        // closes the connection, so a lock granted after all cannot outlive the wait.
         let taking = async {
-            let mut conn = pool.acquire().await?;
+            let mut turn = Self {
+                conn: Some(pool.acquire().await?),
+                key,
+            };
+            let conn = turn.conn.as_mut().expect("held until dropped");
             sqlx::query("SELECT pg_advisory_lock($1)")
                 .bind(key)
-                .execute(&mut *conn)
+                .execute(&mut **conn)
                 .await?;
-            Ok::<_, sqlx::Error>(conn)
+            Ok::<_, sqlx::Error>(turn)
         };
         match tokio::time::timeout(WAIT, taking).await {
-            Ok(Ok(conn)) => Some(Self {
-                conn: Some(conn),
-                key,
-            }),
+            Ok(Ok(turn)) => Some(turn),
             Ok(Err(err)) => {
                 tracing::warn!(%table, %err, "committing without a turn");
                 None
