@@ -16,7 +16,7 @@ use iceberg::io::{
 use iceberg_storage_opendal::OpenDalStorageFactory;
 use opendal::Operator;
 
-use crate::error::{Error, Result};
+use crate::error::{Context as _, Error, Result};
 
 /// How to reach an S3-compatible store. Credentials come from the standard AWS
 /// environment variables, never from flags (they would show in `ps`).
@@ -379,17 +379,7 @@ impl Storage {
         match &self.place {
             Place::Local => {
                 let path = PathBuf::from(local_path(location));
-                let dir = path.parent().expect("files have a directory");
-                let temporary = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
-                let written = async {
-                    tokio::fs::create_dir_all(dir).await?;
-                    tokio::fs::write(&temporary, bytes).await?;
-                    tokio::fs::rename(&temporary, &path).await
-                };
-                written.await.map_err(|err| {
-                    let _ = std::fs::remove_file(&temporary);
-                    Error::internal(format!("writing {location}: {err}"))
-                })
+                crate::blocking::run(move || write_atomically(&path, &bytes)).await
             }
             // An S3 PUT replaces an object atomically.
             Place::S3 {
@@ -506,6 +496,19 @@ impl Storage {
 fn s3_error_code(text: &str) -> Option<&str> {
     let rest = &text[text.find("code: \"")? + "code: \"".len()..];
     rest.get(..rest.find('"')?)
+}
+
+/// Write a file whole or not at all (temporary file, then rename).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("files have a directory");
+    std::fs::create_dir_all(dir).context(format!("creating {}", dir.display()))?;
+    let temporary = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
+    std::fs::write(&temporary, bytes)
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&temporary);
+        })
+        .context(format!("writing {}", path.display()))
 }
 
 /// A `file:` URL's path; other strings unchanged.

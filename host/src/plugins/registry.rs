@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Context as _, Error, Result};
-use crate::storage::Storage;
+use crate::error::{Error, Result};
+use crate::storage::{Storage, write_atomically};
 
 /// A registered plugin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -196,19 +196,6 @@ pub fn check_name(name: &str) -> Result<()> {
             crate::error::quote(name)
         )))
     }
-}
-
-/// Write a file whole or not at all (temporary file, then rename).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().expect("registry paths have a parent");
-    std::fs::create_dir_all(dir).context(format!("creating {}", dir.display()))?;
-    let temporary = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
-    std::fs::write(&temporary, bytes)
-        .and_then(|()| std::fs::rename(&temporary, path))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&temporary);
-        })
-        .context(format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

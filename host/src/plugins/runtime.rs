@@ -155,7 +155,7 @@ impl Runtime {
                     ))
                 })?;
                 let (serialized, pre) = self.compile(&bytes)?;
-                if let Err(err) = super::registry::write_atomically(compiled, &serialized) {
+                if let Err(err) = crate::storage::write_atomically(compiled, &serialized) {
                     tracing::warn!(%err, "could not keep the precompiled plugin");
                 }
                 pre
