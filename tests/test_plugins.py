@@ -382,7 +382,7 @@ def test_add_refuses_what_is_not_a_floe_plugin(host, registered, tmp_path):
     cases = [
         (text, "not a WebAssembly file"),
         (core, "core WebAssembly module, not a component"),
-        (GUESTS / "other_world.wasm", "does not export floe:plugin/transform@0.2.0"),
+        (GUESTS / "other_world.wasm", "does not export floe:plugin/transform@0.3.0"),
         (GUESTS / "legacy.wasm", "built against floe:plugin/transform@0.1.0, an older plugin contract: rebuild it"),
         (tmp_path / "missing.wasm", "missing.wasm"),
     ]

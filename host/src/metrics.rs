@@ -29,6 +29,7 @@ pub struct Metrics {
     pub plugin_timeouts: AtomicU64,
     pub plugin_traps: AtomicU64,
     pub plugin_memory_refusals: AtomicU64,
+    pub plugin_renewals: AtomicU64,
     pub active_uploads: AtomicI64,
     pub plan_cache_hits: AtomicU64,
     pub plan_cache_misses: AtomicU64,
@@ -180,6 +181,11 @@ impl Metrics {
                 "floe_plugin_memory_refusals_total",
                 &self.plugin_memory_refusals,
                 "Plugin memory growths refused at the cap.",
+            ),
+            (
+                "floe_plugin_renewals_total",
+                &self.plugin_renewals,
+                "Stateless plugin instances replaced by fresh ones near their memory cap.",
             ),
             (
                 "floe_plan_cache_hits_total",

@@ -30,6 +30,7 @@ struct Filter {
 impl RowFilter for Filter {
     type Args = Args;
     const NAME: &str = "filter";
+    const STATELESS: bool = true;
     const VERSION: &str = "0.2.0";
     const DESCRIPTION: &str = "Keep rows where a SQL predicate is true (comparisons, IN, BETWEEN, \
                                LIKE, IS NULL, arithmetic, CAST, typed literals, AND/OR/NOT).";

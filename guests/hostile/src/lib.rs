@@ -2,8 +2,10 @@
 //! It implements the WIT interface directly (not through `floe_sdk::Plugin`) so
 //! that it can also break the contract itself.
 //!
-//! Args: `{"mode": "loop" | "alloc" | "trap" | "panic" | "bad-ipc" | "wrong-schema" | "print" | "pass"}`;
+//! Args: `{"mode": "loop" | "alloc" | "trap" | "panic" | "bad-ipc" | "wrong-schema" | "print" | "leak" | "pass"}`;
 //! the misbehaviour happens in `process`, so binding (and GetFlightInfo) works.
+//! It declares itself stateless, so `leak` (a pass-through that never frees a copy
+//! of each batch, as some guest runtimes do) shows the host renewing it.
 
 use std::sync::Arc;
 
@@ -30,6 +32,7 @@ impl Guest for Hostile {
             description: "Misbehaves on purpose (for tests): loops, allocates, traps, panics."
                 .into(),
             args_schema: r#"{"type": "object", "properties": {"mode": {"type": "string"}}}"#.into(),
+            stateless: true,
         }
     }
 }
@@ -78,6 +81,10 @@ impl GuestInstance for Bound {
                 for i in 0..100_000 {
                     println!("line {i} of a very chatty plugin");
                 }
+                Ok(Some(batch))
+            }
+            "leak" => {
+                std::mem::forget(batch.clone());
                 Ok(Some(batch))
             }
             // Declares no columns, returns the input's.

@@ -41,6 +41,7 @@ struct Mask {
 impl Plugin for Mask {
     type Args = Args;
     const NAME: &str = "mask";
+    const STATELESS: bool = true;
     const DESCRIPTION: &str =
         "Replace the listed columns' values with a salted SHA-256 hex digest or a redaction.";
     const ARGS_SCHEMA: &str = r#"{

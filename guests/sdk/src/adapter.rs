@@ -39,6 +39,7 @@ impl<P: Plugin> Component for Transform<P> {
             wit::Kind::Transform,
             P::DESCRIPTION,
             P::ARGS_SCHEMA,
+            P::STATELESS,
         )
     }
     fn bind(input: SchemaRef, args: &str) -> Result<Self> {
@@ -74,6 +75,7 @@ impl<F: RowFilter> Component for Filter<F> {
             wit::Kind::Filter,
             F::DESCRIPTION,
             F::ARGS_SCHEMA,
+            F::STATELESS,
         )
     }
     fn bind(input: SchemaRef, args: &str) -> Result<Self> {
@@ -107,6 +109,7 @@ fn description(
     kind: wit::Kind,
     text: &str,
     args: &str,
+    stateless: bool,
 ) -> wit::Description {
     wit::Description {
         name: name.to_string(),
@@ -114,6 +117,7 @@ fn description(
         kind,
         description: text.to_string(),
         args_schema: args.to_string(),
+        stateless,
     }
 }
 

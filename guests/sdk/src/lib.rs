@@ -86,6 +86,9 @@ pub trait Plugin: Sized + 'static {
     const DESCRIPTION: &str;
     /// A JSON Schema for [`Plugin::Args`], shown by `host plugins inspect`.
     const ARGS_SCHEMA: &str;
+    /// True when `process` keeps nothing from one batch to the next and `finish`
+    /// returns `None`: the host may then swap in a fresh instance between batches.
+    const STATELESS: bool = false;
 
     /// Check the arguments against the input schema and prepare to run. Called
     /// once per request.
@@ -121,6 +124,10 @@ pub trait RowFilter: Sized + 'static {
     const VERSION: &str = "0.1.0";
     const DESCRIPTION: &str;
     const ARGS_SCHEMA: &str;
+    /// True when `keep` depends only on the batch it is given (most filters do;
+    /// one that drops duplicates does not): the host may then swap in a fresh
+    /// instance between batches.
+    const STATELESS: bool = false;
 
     /// Check the arguments against the input schema. Called once per request.
     fn bind(input: SchemaRef, args: Self::Args) -> Result<Self>;

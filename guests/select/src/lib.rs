@@ -31,6 +31,7 @@ struct Select {
 impl Plugin for Select {
     type Args = Args;
     const NAME: &str = "select";
+    const STATELESS: bool = true;
     const DESCRIPTION: &str = "Keep, drop and rename columns (names or globs with * and ?).";
     const ARGS_SCHEMA: &str = r#"{
   "type": "object",

@@ -71,6 +71,14 @@ fn print_entry(entry: &Entry) {
     println!("name:        {}", entry.name);
     println!("plugin:      {} {} ({})", d.name, d.version, d.kind);
     println!("description: {}", d.description);
+    println!(
+        "stateless:   {}",
+        if d.stateless {
+            "yes (the host may replace its instance between batches)"
+        } else {
+            "no"
+        }
+    );
     println!("sha256:      {}", entry.sha256);
     println!("size:        {} bytes", entry.size);
     println!(

@@ -37,10 +37,28 @@ pub struct Stage {
     input_columns: Option<Vec<String>>,
     /// Where those columns are in the batches this stage receives.
     projection: Option<Vec<usize>>,
+    /// For a stateless plugin: how to bind a fresh instance in its place.
+    renewal: Option<Renewal>,
+}
+
+/// What a stateless plugin was bound with, so a fresh instance can replace it
+/// between batches: guest runtimes that leak (componentize-py's, for one) would
+/// otherwise reach their memory cap on a long stream.
+struct Renewal {
+    schema: Vec<u8>,
+    args: String,
+    /// Batches processed by the instance now bound.
+    processed: u64,
 }
 
 impl Stage {
-    pub fn bind(mut guest: Guest, role: Role, input: &SchemaRef, args: &str) -> Result<Self> {
+    pub fn bind(
+        mut guest: Guest,
+        role: Role,
+        stateless: bool,
+        input: &SchemaRef,
+        args: &str,
+    ) -> Result<Self> {
         let schema = ipc::encode_schema(input)?;
         let instance = guest.bind(&schema, args)?;
         let bytes = guest.output_schema(instance)?;
@@ -67,9 +85,55 @@ impl Stage {
             output_schema,
             input_columns,
             projection: None,
+            renewal: stateless.then(|| Renewal {
+                schema,
+                args: args.to_string(),
+                processed: 0,
+            }),
         };
         stage.receive(input)?;
         Ok(stage)
+    }
+
+    /// A fresh instance in place of the bound one, bound to the same schema and
+    /// arguments (and so declaring the same output).
+    fn renew(&mut self) -> Result<()> {
+        let Some(renewal) = &mut self.renewal else {
+            return Ok(());
+        };
+        tracing::debug!(
+            plugin = self.guest.name(),
+            after = renewal.processed,
+            "renewing a stateless plugin instance"
+        );
+        self.guest.renew()?;
+        self.instance = self.guest.bind(&renewal.schema, &renewal.args)?;
+        renewal.processed = 0;
+        Ok(())
+    }
+
+    /// `process` in the guest. A stateless plugin is renewed before its memory
+    /// nears the cap, and once more if a batch fails for memory after earlier
+    /// batches grew it.
+    fn call_process(&mut self, sent: &[u8]) -> Result<Option<Vec<u8>>> {
+        let Some(renewal) = &self.renewal else {
+            return self.guest.process(self.instance, sent);
+        };
+        let grown = renewal.processed > 0;
+        let output = match self.guest.process(self.instance, sent) {
+            Err(Error::ResourceExhausted(_)) if grown => {
+                self.renew()?;
+                self.guest.process(self.instance, sent)?
+            }
+            other => other?,
+        };
+        if let Some(renewal) = &mut self.renewal {
+            renewal.processed += 1;
+        }
+        if self.guest.nears_memory_cap() {
+            self.renew()?;
+        }
+        Ok(output)
     }
 
     /// Batches of `input` will arrive (the bound schema, or a narrower one with
@@ -101,7 +165,7 @@ impl Stage {
             Some(columns) => ipc::encode_batch(&batch.project(columns)?)?,
             None => ipc::encode_batch(batch)?,
         };
-        let Some(bytes) = self.guest.process(self.instance, &sent)? else {
+        let Some(bytes) = self.call_process(&sent)? else {
             return Ok(None);
         };
         match self.role {

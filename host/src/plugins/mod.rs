@@ -78,6 +78,7 @@ impl Plugins {
                 kind: runtime::kind_name(described.kind).to_string(),
                 description: described.description,
                 args_schema,
+                stateless: described.stateless,
             },
         };
         self.registry
@@ -144,7 +145,7 @@ impl Plugins {
             } else {
                 chain::Role::Transform
             };
-            let stage = chain::Stage::bind(guest, role, &schema, &args)?;
+            let stage = chain::Stage::bind(guest, role, entry.describe.stateless, &schema, &args)?;
             tracing::debug!(
                 plugin = %transform.plugin,
                 instantiate_us = instantiated.as_micros() as u64,

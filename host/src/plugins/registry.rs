@@ -39,6 +39,9 @@ pub struct Description {
     pub kind: String,
     pub description: String,
     pub args_schema: serde_json::Value,
+    /// Keeps nothing between batches: the host may replace its instance mid-stream.
+    #[serde(default)]
+    pub stateless: bool,
 }
 
 pub struct Registry {
@@ -214,6 +217,7 @@ mod tests {
                 kind: "filter".into(),
                 description: "d".into(),
                 args_schema: serde_json::json!({"type": "object"}),
+                stateless: false,
             },
         }
     }

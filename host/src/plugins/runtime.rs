@@ -34,7 +34,7 @@ pub fn kind_name(kind: Kind) -> &'static str {
 }
 
 /// The interface a plugin must export, as named in errors.
-pub const INTERFACE: &str = "floe:plugin/transform@0.2.0";
+pub const INTERFACE: &str = "floe:plugin/transform@0.3.0";
 
 /// How often the epoch advances: the granularity of the deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -176,30 +176,44 @@ impl Runtime {
         pre: &TransformPluginPre<GuestState>,
         cancel: CancellationToken,
     ) -> Result<Guest> {
-        let mut store = Store::new(&self.engine, GuestState::new(self.limits, cancel));
-        store.limiter(|state| &mut state.limits);
-        // Every tick: is the call past its deadline, or its request gone?
-        store.epoch_deadline_callback(|store| {
-            let state = store.data();
-            Ok(
-                if state.cancel.is_cancelled() || Instant::now() >= state.call_ends {
-                    UpdateDeadline::Interrupt
-                } else {
-                    UpdateDeadline::Continue(1)
-                },
-            )
-        });
-        start_call(&mut store);
-        let plugin = pre.instantiate(&mut store).map_err(|err| {
-            let printed = log_output(name, &mut store);
-            call_error(name, "instantiate", &mut store, &printed, err)
-        })?;
+        let (store, plugin) = sandboxed(&self.engine, self.limits, name, pre, cancel)?;
         Ok(Guest {
             name: name.to_string(),
+            pre: pre.clone(),
+            limits: self.limits,
             store,
             plugin,
         })
     }
+}
+
+/// An instance of `pre` in a Store of its own, under `limits`.
+fn sandboxed(
+    engine: &Engine,
+    limits: PluginLimits,
+    name: &str,
+    pre: &TransformPluginPre<GuestState>,
+    cancel: CancellationToken,
+) -> Result<(Store<GuestState>, TransformPlugin)> {
+    let mut store = Store::new(engine, GuestState::new(limits, cancel));
+    store.limiter(|state| &mut state.limits);
+    // Every tick: is the call past its deadline, or its request gone?
+    store.epoch_deadline_callback(|store| {
+        let state = store.data();
+        Ok(
+            if state.cancel.is_cancelled() || Instant::now() >= state.call_ends {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(1)
+            },
+        )
+    });
+    start_call(&mut store);
+    let plugin = pre.instantiate(&mut store).map_err(|err| {
+        let printed = log_output(name, &mut store);
+        call_error(name, "instantiate", &mut store, &printed, err)
+    })?;
+    Ok((store, plugin))
 }
 
 /// The next call's deadline starts now.
@@ -212,6 +226,8 @@ fn start_call(store: &mut Store<GuestState>) {
 /// One instance of a plugin: the calls the contract offers, each under the deadline.
 pub struct Guest {
     name: String,
+    pre: TransformPluginPre<GuestState>,
+    limits: PluginLimits,
     store: Store<GuestState>,
     plugin: TransformPlugin,
 }
@@ -219,6 +235,24 @@ pub struct Guest {
 impl Guest {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether its largest linear memory has grown past three quarters of the cap.
+    pub fn nears_memory_cap(&self) -> bool {
+        let cap = &self.store.data().limits;
+        cap.largest > cap.bytes / 4 * 3
+    }
+
+    /// Replace this instance with a fresh one of the same component, in a new
+    /// Store (its memory starts small again). Resources bound so far are gone.
+    pub fn renew(&mut self) -> Result<()> {
+        let cancel = self.store.data().cancel.clone();
+        let engine = self.store.engine().clone();
+        let (store, plugin) = sandboxed(&engine, self.limits, &self.name, &self.pre, cancel)?;
+        self.store = store;
+        self.plugin = plugin;
+        count(&metrics().plugin_renewals);
+        Ok(())
     }
 
     pub fn describe(&mut self) -> Result<Description> {

@@ -65,11 +65,13 @@ impl WasiView for GuestState {
 }
 
 /// `StoreLimits` that remembers when it refused to grow memory, so a guest that
-/// dies of it is reported as out of memory rather than as a plain trap.
+/// dies of it is reported as out of memory rather than as a plain trap, and how
+/// large a memory has grown (the cap applies to each linear memory).
 pub struct MemoryCap {
     limits: StoreLimits,
     pub bytes: usize,
     pub refused: Option<usize>,
+    pub largest: usize,
 }
 
 impl MemoryCap {
@@ -78,6 +80,7 @@ impl MemoryCap {
             limits: StoreLimitsBuilder::new().memory_size(bytes).build(),
             bytes,
             refused: None,
+            largest: 0,
         }
     }
 }
@@ -90,7 +93,9 @@ impl ResourceLimiter for MemoryCap {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let allowed = self.limits.memory_growing(current, desired, maximum)?;
-        if !allowed {
+        if allowed {
+            self.largest = self.largest.max(desired);
+        } else {
             self.refused = Some(desired);
         }
         Ok(allowed)
