@@ -1,6 +1,8 @@
-"""WASM transforms vs the same work done natively in the host, on lineitem-like rows.
+"""WASM transforms vs the same work done natively in the host, on lineitem-like rows,
+with plugins written in Rust, Python and JavaScript side by side.
 
     .venv/bin/python tests/bench/plugins_bench.py --rows 6000000 --runs 3
+    .venv/bin/python tests/bench/plugins_bench.py --languages --rows 6000000 --runs 3 --out tests/bench/results/plugin_languages.json
 
 Reads of one table (fresh host and warehouse), median of `--runs` each:
 - scan:           every row and column, no transform (the floor both sides share);
@@ -9,6 +11,12 @@ Reads of one table (fresh host and warehouse), median of `--runs` each:
 Then the per-batch overhead (DoExchange of 1-row batches through `select` vs no
 transform) and the cost of instantiating + binding a plugin (GetFlightInfo with
 and without a transform), and GetFlightInfo's median latency without one.
+
+With --languages, the same select and a filter every SDK can express (on an int and a
+string column) through the Rust, Python (py-*) and JavaScript (js-*) guests that
+guests/build-py-js builds, and per language: component and precompiled sizes,
+`plugins add` time, instantiate + bind, per-batch overhead on 1-row batches and on
+10k-row batches.
 """
 import argparse
 import json
@@ -84,11 +92,76 @@ def exchange(client: Client, batches: list[pa.RecordBatch], transforms: list) ->
     return time.perf_counter() - started, rows
 
 
+LANG_PREDICATE = "l_linenumber <= 3 AND l_shipmode IN ('MAIL', 'SHIP')"
+LANG_WHERE = [["l_linenumber", "<=", 3], ["l_shipmode", "in", ["MAIL", "SHIP"]]]
+
+
+def languages(args) -> dict:
+    report = {"rows": args.rows, "predicate": LANG_PREDICATE}
+    with tempfile.TemporaryDirectory(prefix="floe-bench-") as tmp, Host(Path(tmp) / "warehouse") as host:
+        client = Client(host.location)
+        step = 100_000
+        batches = (lineitem(s, min(step, args.rows - s)) for s in range(0, args.rows, step))
+        client.put({"table": "bench.lineitem", "mode": "overwrite"},
+                   pa.RecordBatchReader.from_batches(lineitem(0, 1).schema, batches))
+        t = "bench.lineitem"
+        native = {"scan": {"table": t}, "select": {"table": t, "columns": SELECT},
+                  "filter": {"table": t, "filter": LANG_PREDICATE}}
+        for name, command in native.items():
+            timed_read(client, command)
+            seconds, rows, runs = median_of(args.runs, lambda: timed_read(client, command))
+            report[f"native_{name}"] = {"seconds": seconds, "rows": rows, "runs": runs}
+        tiny = [lineitem(i, 1) for i in range(2000)]
+        tens = [lineitem(i * 10_000, 10_000) for i in range(60)]
+        plain_tiny, _, _ = median_of(args.runs, lambda: exchange(client, tiny, []))
+        plain_tens, _, _ = median_of(args.runs, lambda: exchange(client, tens, []))
+        small = {"table": t, "limit": 1}
+        plain_info = statistics.median(timed_info(client, small) for _ in range(50))
+        for lang, prefix in [("rust", ""), ("python", "py-"), ("javascript", "js-")]:
+            entry = report[lang] = {}
+            wasm = GUESTS / f"{prefix}select.wasm"
+            started = time.perf_counter()
+            for name in ["select", "filter"]:
+                subprocess.run([str(HOST_BIN), "plugins", "add", prefix + name, str(GUESTS / f"{prefix}{name}.wasm"),
+                                "-w", str(host.warehouse)], check=True, capture_output=True)
+            entry["plugins_add_s"] = (time.perf_counter() - started) / 2
+            entry["component_mb"] = wasm.stat().st_size / 1e6
+            compiled = sorted((Path(host.warehouse) / "plugins" / "compiled").glob("*.cwasm"), key=lambda f: f.stat().st_mtime)
+            entry["precompiled_mb"] = compiled[-1].stat().st_size / 1e6
+            select = [{"plugin": prefix + "select", "args": {"columns": SELECT}}]
+            args_filter = {"predicate": LANG_PREDICATE} if lang == "rust" else {"where": LANG_WHERE}
+            cases = {"select": {"table": t, "transforms": select},
+                     "filter": {"table": t, "transforms": [{"plugin": prefix + "filter", "args": args_filter}]}}
+            for name, command in cases.items():
+                timed_read(client, command)
+                seconds, rows, runs = median_of(args.runs, lambda: timed_read(client, command))
+                assert rows == report[f"native_{name}"]["rows"], (lang, name, rows)
+                entry[name] = {"seconds": seconds, "runs": runs, "rows_per_s": args.rows / seconds,
+                               "vs_native": seconds / report[f"native_{name}"]["seconds"]}
+            with_plugin = statistics.median(timed_info(client, {**small, "transforms": select}) for _ in range(50))
+            entry["instantiate_and_bind_ms"] = (with_plugin - plain_info) * 1e3
+            seconds, rows, _ = median_of(args.runs, lambda: exchange(client, tiny, select))
+            assert rows == len(tiny)
+            entry["per_batch_overhead_us"] = (seconds - plain_tiny) / len(tiny) * 1e6
+            seconds, rows, _ = median_of(args.runs, lambda: exchange(client, tens, select))
+            entry["per_10k_row_batch_overhead_us"] = (seconds - plain_tens) / len(tens) * 1e6
+            print(lang, json.dumps(entry), file=sys.stderr)
+    return report
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=6_000_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--languages", action="store_true", help="compare the Rust, Python and JavaScript guests")
+    parser.add_argument("--out", type=Path, help="also write the report here")
     args = parser.parse_args()
+    if args.languages:
+        report = languages(args)
+        print(json.dumps(report, indent=2))
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
+        return
     report = {"rows": args.rows}
     with tempfile.TemporaryDirectory(prefix="floe-bench-") as tmp, Host(Path(tmp) / "warehouse") as host:
         for name in ["select", "filter"]:

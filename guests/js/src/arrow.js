@@ -242,8 +242,6 @@ export function checkSupported(schema) { schema.fields.forEach(shape); }
 
 // --- values ----------------------------------------------------------------------
 
-const bit = (bitmap, i) => (bitmap[i >> 3] >> (i & 7)) & 1;
-
 function typed(buf, Kind, n) {
   // Buffers may sit at any offset of the message: copy when not aligned.
   const size = Kind.BYTES_PER_ELEMENT;
@@ -257,37 +255,61 @@ function intKind(t) {
     64: [BigUint64Array, BigInt64Array] }[bitWidth][signed ? 1 : 0];
 }
 
+// Plain loops: inside the component JS runs in an interpreter, where a callback
+// per value (Array.from's, map's) costs as much as the work itself.
 function decode(t, n, nullCount, buffers) {
-  let values;
+  const values = new Array(n);
   switch (t.id) {
-    case INT: values = Array.from(typed(buffers[1], intKind(t), n)); break;
-    case FLOAT:
-      if (t.params.precision === 0) throw new ArrowError('half-precision floats are not supported');
-      values = Array.from(typed(buffers[1], t.params.precision === 1 ? Float32Array : Float64Array, n));
+    case INT: case FLOAT: {
+      if (t.id === FLOAT && t.params.precision === 0) throw new ArrowError('half-precision floats are not supported');
+      const Kind = t.id === INT ? intKind(t) : t.params.precision === 1 ? Float32Array : Float64Array;
+      const raw = typed(buffers[1], Kind, n);
+      for (let i = 0; i < n; i++) values[i] = raw[i];
       break;
-    case BOOL: values = Array.from({ length: n }, (_, i) => bit(buffers[1], i) === 1); break;
+    }
+    case BOOL: {
+      const bits = buffers[1];
+      for (let i = 0; i < n; i++) values[i] = ((bits[i >> 3] >> (i & 7)) & 1) === 1;
+      break;
+    }
     case UTF8: case LARGE_UTF8: case BINARY: case LARGE_BINARY: {
       const small = t.id === UTF8 || t.id === BINARY;
-      const offsets = Array.from(typed(buffers[1], small ? Int32Array : BigInt64Array, n + 1), Number);
+      const wide = typed(buffers[1], small ? Int32Array : BigInt64Array, n + 1);
+      const offsets = small ? wide : Float64Array.from(wide, Number);
       const data = buffers[2];
       if (t.id === BINARY || t.id === LARGE_BINARY) {
-        values = Array.from({ length: n }, (_, i) => data.slice(offsets[i], offsets[i + 1]));
+        for (let i = 0; i < n; i++) values[i] = data.slice(offsets[i], offsets[i + 1]);
+        break;
+      }
+      // One decode of the whole buffer; when it is ASCII, byte offsets are character
+      // offsets and each value is a substring.
+      const decoder = new TextDecoder();
+      const text = decoder.decode(data);
+      if (text.length === data.length) {
+        for (let i = 0; i < n; i++) values[i] = text.substring(offsets[i], offsets[i + 1]);
       } else {
-        const decoder = new TextDecoder();
-        values = Array.from({ length: n }, (_, i) => decoder.decode(data.subarray(offsets[i], offsets[i + 1])));
+        for (let i = 0; i < n; i++) values[i] = decoder.decode(data.subarray(offsets[i], offsets[i + 1]));
       }
       break;
     }
     case DATE: {
-      const raw = typed(buffers[1], t.params.unit === 0 ? Int32Array : BigInt64Array, n);
-      values = Array.from(raw, (v) => new Date(t.params.unit === 0 ? v * DAY_MS : Number(v)));
+      const days = t.params.unit === 0;
+      const raw = typed(buffers[1], days ? Int32Array : BigInt64Array, n);
+      for (let i = 0; i < n; i++) values[i] = new Date(days ? raw[i] * DAY_MS : Number(raw[i]));
       break;
     }
-    case TIMESTAMP: values = Array.from(typed(buffers[1], BigInt64Array, n)); break;
+    case TIMESTAMP: {
+      const raw = typed(buffers[1], BigInt64Array, n);
+      for (let i = 0; i < n; i++) values[i] = raw[i];
+      break;
+    }
     default: throw new ArrowError(`reading values of type ${t} is not supported`);
   }
-  if (nullCount === 0 || buffers[0].length === 0) return values;
-  return values.map((v, i) => (bit(buffers[0], i) ? v : null));
+  if (nullCount > 0 && buffers[0].length > 0) {
+    const valid = buffers[0];
+    for (let i = 0; i < n; i++) if (((valid[i >> 3] >> (i & 7)) & 1) === 0) values[i] = null;
+  }
+  return values;
 }
 
 function bitmap(flags) {

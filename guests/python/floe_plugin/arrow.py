@@ -343,25 +343,31 @@ def _decode(t: Type, n: int, null_count: int, buffers: list) -> list:
                 values = [data[offsets[i]:offsets[i + 1]].decode() for i in range(n)]
             else:
                 values = [text[offsets[i]:offsets[i + 1]] for i in range(n)]
+    # Below, a null row's slot may hold anything: only valid rows are converted.
     elif t.id == DATE:
         raw = _view(buffers[1], "i" if t.get("unit") == 0 else "q", n).tolist()
         per_day = 1 if t.get("unit") == 0 else 86_400_000
-        values = [dt.date.fromordinal(_EPOCH_DAY + v // per_day) for v in raw]
+        return _convert(raw, valid, lambda v: dt.date.fromordinal(_EPOCH_DAY + v // per_day))
     elif t.id == TIMESTAMP:
         per_second = _TIME_UNITS[t.get("unit")]
-        tz = dt.timezone.utc if t.get("timezone") else None
+        epoch = _EPOCH.replace(tzinfo=dt.timezone.utc if t.get("timezone") else None)
         raw = _view(buffers[1], "q", n).tolist()
-        epoch = _EPOCH.replace(tzinfo=tz)
-        values = [epoch + dt.timedelta(microseconds=v * 1_000_000 // per_second) for v in raw]
+        return _convert(raw, valid, lambda v: epoch + dt.timedelta(microseconds=v * 1_000_000 // per_second))
     elif t.id == DECIMAL and t.get("bit_width") == 128:
         scale, data = t.get("scale"), bytes(buffers[1])
-        values = [decimal.Decimal(int.from_bytes(data[16 * i:16 * i + 16], "little", signed=True)).scaleb(-scale)
-                  for i in range(n)]
+        raw = [int.from_bytes(data[16 * i:16 * i + 16], "little", signed=True) for i in range(n)]
+        return _convert(raw, valid, lambda v: decimal.Decimal(v).scaleb(-scale))
     else:
         raise ArrowError(f"reading values of type {t} is not supported")
     if valid is None:
         return values
     return [v if ok == "1" else None for v, ok in zip(values, valid)]
+
+
+def _convert(raw: list, valid: str | None, convert) -> list:
+    if valid is None:
+        return [convert(v) for v in raw]
+    return [convert(v) if ok == "1" else None for v, ok in zip(raw, valid)]
 
 
 def _bitmap(flags) -> bytes:

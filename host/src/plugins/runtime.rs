@@ -220,6 +220,7 @@ fn sandboxed(
 fn start_call(store: &mut Store<GuestState>) {
     let state = store.data_mut();
     state.call_ends = Instant::now() + state.deadline;
+    state.limits.refused = None;
     store.set_epoch_deadline(1);
 }
 
@@ -322,6 +323,15 @@ impl Guest {
         let printed = log_output(&self.name, &mut self.store);
         match outcome {
             Ok(Ok(value)) => Ok(value),
+            // A runtime that catches its own out-of-memory (Python's MemoryError, a
+            // JS engine's) reports a plain failure: it was the cap all the same.
+            Ok(Err(
+                GuestError::InvalidArgs(reported)
+                | GuestError::UnsupportedSchema(reported)
+                | GuestError::Failed(reported),
+            )) if self.store.data().limits.refused.is_some() => {
+                Err(memory_error(&self.name, what, &mut self.store, &reported))
+            }
             Ok(Err(err)) => Err(guest_error(&self.name, what, err)),
             Err(err) => Err(call_error(&self.name, what, &mut self.store, &printed, err)),
         }
@@ -372,7 +382,6 @@ fn call_error(
             "plugin '{name}' was stopped in {what}: its request ended"
         ));
     }
-    let cap = &mut store.data_mut().limits;
     if interrupted {
         count(&metrics().plugin_timeouts);
         return Error::DeadlineExceeded(format!(
@@ -380,13 +389,8 @@ fn call_error(
             deadline
         ));
     }
-    if let Some(desired) = cap.refused.take() {
-        count(&metrics().plugin_memory_refusals);
-        return Error::ResourceExhausted(format!(
-            "plugin '{name}' exceeded its memory limit of {} MiB in {what} (it asked for {} MiB)",
-            cap.bytes >> 20,
-            desired >> 20
-        ));
+    if store.data().limits.refused.is_some() {
+        return memory_error(name, what, store, "");
     }
     count(&metrics().plugin_traps);
     tracing::debug!(plugin = name, error = ?err, "guest call failed");
@@ -404,6 +408,23 @@ fn call_error(
         panic_message(printed)
             .map(|m| format!(" ({m})"))
             .unwrap_or_default()
+    ))
+}
+
+/// The guest was refused memory at its cap during the call; `reported` is what it
+/// said of it, if it survived to say anything.
+fn memory_error(name: &str, what: &str, store: &mut Store<GuestState>, reported: &str) -> Error {
+    let cap = &mut store.data_mut().limits;
+    let desired = cap.refused.take().unwrap_or_default();
+    count(&metrics().plugin_memory_refusals);
+    let reported = match reported {
+        "" => String::new(),
+        text => format!("; it reported: {text}"),
+    };
+    Error::ResourceExhausted(format!(
+        "plugin '{name}' exceeded its memory limit of {} MiB in {what} (it asked for {} MiB){reported}",
+        cap.bytes >> 20,
+        desired >> 20
     ))
 }
 
