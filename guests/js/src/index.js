@@ -32,19 +32,23 @@ export class UnsupportedSchema extends PluginError {}
 /** Anything else (the client gets Internal). */
 export class Failed extends PluginError {}
 
-/** Batches in, batches out: override the constructor (schema, args), `outputSchema`
- * and `process`; `inputColumns` and `finish` are optional. Static fields describe it:
- * name, version, description, argsSchema (a JSON Schema: unknown keys are refused when
- * it says additionalProperties: false, missing required ones always) and stateless
- * (nothing kept between batches, `finish` returns nothing: the host may then replace
- * the instance between batches). */
-export class Plugin {
+/** What every plugin says of itself (static fields: name, version, description,
+ * argsSchema — a JSON Schema: unknown keys are refused when it says
+ * additionalProperties: false, missing required ones always — and stateless: nothing
+ * kept between batches, `finish` returns nothing, so the host may replace the
+ * instance between batches), and its binding to a schema and args. */
+class Described {
   static version = '0.1.0';
   static description = '';
   static argsSchema = { type: 'object' };
   static stateless = false;
 
   constructor(schema, args) { this.inputSchema = schema; this.args = args; }
+}
+
+/** Batches in, batches out: override the constructor (schema, args), `outputSchema`
+ * and `process`; `inputColumns` and `finish` are optional. */
+export class Plugin extends Described {
   outputSchema() { throw new Failed('outputSchema() is not implemented'); }
   /** The input columns read, if not all: `process` then receives exactly these. */
   inputColumns() { return undefined; }
@@ -54,13 +58,7 @@ export class Plugin {
 
 /** Says which rows to keep: override the constructor and `keep`; `columns` names
  * what `keep` reads (only those cross into the plugin). */
-export class RowFilter {
-  static version = '0.1.0';
-  static description = '';
-  static argsSchema = { type: 'object' };
-  static stateless = false;
-
-  constructor(schema, args) { this.inputSchema = schema; this.args = args; }
+export class RowFilter extends Described {
   columns() { return undefined; }
   /** One value per row: truthy to keep it. */
   keep(batch) { throw new Failed('keep() is not implemented'); }

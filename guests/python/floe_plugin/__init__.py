@@ -49,9 +49,8 @@ class Failed(PluginError):
     """Anything else (the client gets Internal)."""
 
 
-class Plugin:
-    """Batches in, batches out. Override `__init__(schema, args)`, `output_schema`
-    and `process`; `input_columns` and `finish` are optional."""
+class _Plugin:
+    """What every plugin says of itself, and its binding."""
 
     name: str = ""
     version: str = "0.1.0"
@@ -59,13 +58,19 @@ class Plugin:
     #: A JSON Schema for the arguments. Unknown keys are refused when it says
     #: "additionalProperties": false, and missing "required" ones always.
     args_schema: dict = {"type": "object"}
-    #: True when nothing is kept from one batch to the next and `finish` returns
-    #: None: the host may then replace the instance between batches (it does before
-    #: the Python runtime's memory nears the cap, so long streams keep running).
+    #: True when nothing is kept from one batch to the next (and `finish` returns
+    #: None): the host may then replace the instance between batches. It does before
+    #: the Python runtime's memory nears the cap, so long streams keep running.
     stateless: bool = False
 
     def __init__(self, schema: Schema, args: dict):
+        """Check `args` against the input `schema`: called once per request."""
         self.input_schema = schema
+
+
+class Plugin(_Plugin):
+    """Batches in, batches out. Override `__init__(schema, args)`, `output_schema`
+    and `process`; `input_columns` and `finish` are optional."""
 
     def output_schema(self) -> Schema:
         raise NotImplementedError
@@ -81,18 +86,9 @@ class Plugin:
         return None
 
 
-class RowFilter:
+class RowFilter(_Plugin):
     """Says which rows to keep. Override `__init__(schema, args)` and `keep`;
     `columns` names what `keep` reads (only those cross into the plugin)."""
-
-    name: str = ""
-    version: str = "0.1.0"
-    description: str = ""
-    args_schema: dict = {"type": "object"}
-    stateless: bool = False
-
-    def __init__(self, schema: Schema, args: dict):
-        self.input_schema = schema
 
     def columns(self) -> list[str] | None:
         return None
