@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -84,12 +85,15 @@ def exchange(client: Client, batches: list[pa.RecordBatch], transforms: list) ->
     started = time.perf_counter()
     writer, reader = client.flight.do_exchange(descriptor)
     writer.begin(batches[0].schema)
+    received = []  # read while writing: a stream larger than gRPC's buffers would stall
+    thread = threading.Thread(target=lambda: received.append(reader.read_all().num_rows))
+    thread.start()
     for b in batches:
         writer.write_batch(b)
     writer.done_writing()
-    rows = reader.read_all().num_rows
+    thread.join()
     writer.close()
-    return time.perf_counter() - started, rows
+    return time.perf_counter() - started, received[0]
 
 
 LANG_PREDICATE = "l_linenumber <= 3 AND l_shipmode IN ('MAIL', 'SHIP')"
