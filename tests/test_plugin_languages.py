@@ -143,6 +143,17 @@ def test_filter_equals_rusts_on_a_million_rows(client, million, lang, predicate,
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
+def test_filter_equals_rusts_on_put_and_exchange(client, lang):
+    predicate, where = FILTERS[0]
+    upload = data.table(40_000, batch_rows=8_000, start=13)
+    rust, ours = [transform("filter", predicate=predicate)], [transform(f"{lang}-filter", where=where)]
+    expected = exchange(client, rust, upload)
+    assert expected.num_rows > 0 and exchange(client, ours, upload).equals(expected)
+    client.put({"table": f"l.filtered_{lang}", "mode": "overwrite", "transforms": ours}, upload)
+    assert read_sorted(client, {"table": f"l.filtered_{lang}"}).equals(expected)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_mask_equals_rusts_on_read_put_and_exchange(client, lang):
     client.put({"table": "l.mask", "mode": "overwrite"}, data.table(30_000))
     for args in [dict(columns=["name"], salt="s1"), dict(columns=["name"], mode="redact")]:
