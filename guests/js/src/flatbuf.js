@@ -54,27 +54,22 @@ export class Table {
     return new TextDecoder().decode(new Uint8Array(this.view.buffer, this.view.byteOffset + at + 4, n));
   }
 
-  tables(slot) {
+  /** The elements of a vector, each read by `read(position)` at `size` bytes apart. */
+  vector(slot, size, read) {
     const at = this.target(slot);
     if (at === null) return [];
     const out = [];
-    for (let i = 0, n = this.view.getUint32(at, true); i < n; i++) {
-      const elem = at + 4 + 4 * i;
-      out.push(new Table(this.view, elem + this.view.getUint32(elem, true)));
-    }
+    for (let i = 0, n = this.view.getUint32(at, true); i < n; i++) out.push(read(at + 4 + size * i));
     return out;
+  }
+
+  tables(slot) {
+    return this.vector(slot, 4, (elem) => new Table(this.view, elem + this.view.getUint32(elem, true)));
   }
 
   /** A vector of structs of two int64s (FieldNode, Buffer), as [a, b] Number pairs. */
   pairs(slot) {
-    const at = this.target(slot);
-    if (at === null) return [];
-    const out = [];
-    for (let i = 0, n = this.view.getUint32(at, true); i < n; i++) {
-      const p = at + 4 + 16 * i;
-      out.push([Number(this.view.getBigInt64(p, true)), Number(this.view.getBigInt64(p + 8, true))]);
-    }
-    return out;
+    return this.vector(slot, 16, (p) => [Number(this.view.getBigInt64(p, true)), Number(this.view.getBigInt64(p + 8, true))]);
   }
 }
 
