@@ -138,6 +138,22 @@ pub struct DuckSettings {
         default_value_t = 256
     )]
     pub plan_cache_mib: usize,
+    /// Serve small Iceberg table reads without DuckDB: the host reads the Parquet
+    /// files itself (row groups and pages pruned by their statistics, the filter
+    /// applied while decoding) when that returns exactly DuckDB's result. `false`
+    /// sends every read to DuckDB.
+    #[arg(long, value_name = "BOOL", env = "FLOE_DIRECT_READS", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub direct_reads: bool,
+    /// The memory bound, in MiB, of the Parquet footers (with page indexes) kept
+    /// for direct reads (the least recently used go first).
+    #[arg(
+        long,
+        value_name = "MIB",
+        env = "FLOE_FOOTER_CACHE_MIB",
+        default_value_t = 64
+    )]
+    pub footer_cache_mib: usize,
     /// The threads DuckDB runs a query on [default: the machine's cores].
     #[arg(long, value_name = "N", env = "FLOE_DUCKDB_THREADS",
           value_parser = clap::value_parser!(u64).range(1..=1024))]

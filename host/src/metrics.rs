@@ -36,6 +36,9 @@ pub struct Metrics {
     pub scan_files_skipped: AtomicU64,
     pub plan_cache_tables: AtomicU64,
     pub plan_cache_bytes: AtomicU64,
+    pub direct_reads: AtomicU64,
+    pub footer_cache_files: AtomicU64,
+    pub footer_cache_bytes: AtomicU64,
     pub live_hosts: AtomicU64,
     pub split_reads: AtomicU64,
 }
@@ -203,6 +206,11 @@ impl Metrics {
                 "Data files table reads left out because their column bounds rule out the filter.",
             ),
             (
+                "floe_direct_reads_total",
+                &self.direct_reads,
+                "Table reads the host served from the Parquet files itself, without DuckDB.",
+            ),
+            (
                 "floe_split_reads_total",
                 &self.split_reads,
                 "Table reads answered with several endpoints, one per live host at most.",
@@ -221,6 +229,16 @@ impl Metrics {
                 "floe_plan_cache_bytes",
                 &self.plan_cache_bytes,
                 "The plan cache's approximate size.",
+            ),
+            (
+                "floe_footer_cache_files",
+                &self.footer_cache_files,
+                "Parquet footers kept for direct reads.",
+            ),
+            (
+                "floe_footer_cache_bytes",
+                &self.footer_cache_bytes,
+                "The footer cache's approximate size.",
             ),
             (
                 "floe_live_hosts",

@@ -17,7 +17,6 @@ use crate::cluster::rotated;
 use crate::command::{Part, ReadCommand, TableName, TableRead};
 use crate::core::Core;
 use crate::engines::ReadPlan;
-use crate::engines::duckdb::sql::Query;
 use crate::error::{Error, Result, quote};
 use crate::limits::{Scope, holding};
 use crate::plugins::Chain;
@@ -147,19 +146,19 @@ impl Core {
         if plan.ticket.transforms().is_empty() {
             tracing::debug!(query = %plan.query, "read");
             let slot = self.limits.query_slot().await?;
-            let query = self.lakehouse.run(plan.query).await?;
+            let (schema, stream) = self.lakehouse.run_read(&plan).await?;
             return Ok(Batches {
-                schema: query.schema.clone(),
-                stream: holding(query.into_stream(), (slot, pin)),
+                schema,
+                stream: holding(stream, (slot, pin)),
             });
         }
-        let (query, chain) = self.bind(plan).await?;
-        tracing::debug!(%query, "read");
+        let (plan, chain) = self.bind(plan).await?;
+        tracing::debug!(query = %plan.query, "read");
         let slot = self.limits.query_slot().await?;
-        let result = self.lakehouse.run(query).await?;
+        let (_, stream) = self.lakehouse.run_read(&plan).await?;
         Ok(Batches {
             schema: chain.output_schema(),
-            stream: holding(chain.apply(result.into_stream()), (slot, pin)),
+            stream: holding(chain.apply(stream), (slot, pin)),
         })
     }
 
@@ -189,16 +188,16 @@ impl Core {
         Ok(())
     }
 
-    /// The plan's query and its chain, each plugin bound once to the query's
-    /// schema. When the chain reads only some columns, the query scans only those
+    /// The plan and its chain, each plugin bound once to the plan's result
+    /// schema. When the chain reads only some columns, the plan reads only those
     /// and the chain is told (not bound again).
-    async fn bind(&self, plan: ReadPlan) -> Result<(Query, Chain)> {
+    async fn bind(&self, plan: ReadPlan) -> Result<(ReadPlan, Chain)> {
         let schema = self.lakehouse.plan_schema(&plan).await?;
         let mut chain = self
             .bind_chain(plan.ticket.transforms(), schema.clone())
             .await?;
         let Some(columns) = chain.input_columns() else {
-            return Ok((plan.query, chain));
+            return Ok((plan, chain));
         };
         let indices = columns
             .iter()
@@ -208,7 +207,8 @@ impl Core {
         let narrow = schema
             .project(&indices)
             .map_err(|err| Error::internal(format!("narrowing the scan: {err}")))?;
-        chain.narrow(Arc::new(narrow))?;
-        Ok((plan.query.project(&columns), chain))
+        let narrow = Arc::new(narrow);
+        chain.narrow(narrow.clone())?;
+        Ok((plan.project(&columns, narrow), chain))
     }
 }

@@ -1,14 +1,15 @@
-"""Small filtered reads, as a dashboard makes them, with the plan cache on and off.
+"""Small filtered reads, as a dashboard makes them: direct reads, DuckDB, no plan cache.
 
     .venv/bin/python tests/bench/small_reads_bench.py --rows 6000000 --reads 300 --runs 5
 
 Two tables on one warehouse: 10,000 rows of the test data (7 columns) and an SF 1-sized
 lineitem (`--rows`). For each: a 100-row filtered read, GetFlightInfo + DoGet, timed
 end to end by a pyarrow client (p50 and p99 of `--reads`, GetFlightInfo and DoGet also
-apart), against hosts with the plan cache on (the default) and off
-(`--plan-cache-tables 0`: every read plans from the catalog and reads through DuckDB's
-iceberg_scan), beside the floor: DuckDB in-process running the same query over the
-same Parquet files. Each figure is the median over `--runs` hosts.
+apart), against hosts as they come (the host reads the files itself: a direct read),
+with `--direct-reads false` (DuckDB runs the read over the cached plan's files) and with
+the plan cache off (`--plan-cache-tables 0`: every read plans from the catalog and reads
+through DuckDB's iceberg_scan), beside the floor: DuckDB in-process running the same
+query over the same Parquet files. Each figure is the median over `--runs` hosts.
 """
 import argparse
 import json
@@ -88,7 +89,8 @@ def main():
         con.sql(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({files!r})")
     runs: dict = {}
     for run in range(args.runs):
-        for mode, extra in [("cache on", []), ("cache off", ["--plan-cache-tables", "0"])]:
+        for mode, extra in [("direct", []), ("DuckDB", ["--direct-reads", "false"]),
+                            ("plan cache off", ["--plan-cache-tables", "0"])]:
             with Host(wh, *extra) as host:
                 client = Client(host.location)
                 for name, (command, _) in READS.items():

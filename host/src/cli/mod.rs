@@ -433,6 +433,13 @@ async fn doctor(args: Settings) -> anyhow::Result<()> {
             n => format!("{n} tables, {} MiB", args.duck.plan_cache_mib),
         }
     );
+    println!(
+        "direct reads:    {}",
+        match args.duck.direct_reads {
+            false => "off (DuckDB runs every read)".to_string(),
+            true => format!("on, footer cache {} MiB", args.duck.footer_cache_mib),
+        }
+    );
     println!("request timeout: {:?}", requests.request_timeout());
     println!("max queries:     {}", requests.max_concurrent_queries);
     println!("max plugins:     {}", requests.max_concurrent_plugins());

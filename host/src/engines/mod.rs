@@ -22,8 +22,8 @@ use arrow::datatypes::SchemaRef;
 use self::duckdb::sql::{Query, Source};
 use self::duckdb::{DuckEngine, DuckHome, IcebergReader, QueryStream};
 use self::iceberg::{
-    COMPACT_AT, COMPACT_ON_DEMAND_AT, CatalogDb, Committed, IcebergEngine, LoadedTable, PlanCache,
-    conditions, local_path,
+    COMPACT_AT, COMPACT_ON_DEMAND_AT, CatalogDb, Committed, Footers, IcebergEngine, LoadedTable,
+    PlanCache, Predicate, conditions, exact_conditions, local_path,
 };
 use crate::command::{Part, TableName, Target};
 use crate::config::{DuckSettings, MaintenanceSettings};
@@ -36,6 +36,9 @@ pub use self::duckdb::{Described, References};
 pub use self::iceberg::{Expired, Orphans};
 pub use maintain::{open_tables, retention};
 pub use plan::ReadPlan;
+
+/// A read's result, batch by batch.
+pub type RowStream = futures::stream::BoxStream<'static, Result<arrow::array::RecordBatch>>;
 use plan::{PLAN_TTL, Recent};
 pub use write::{WriteHandle, WriteOptions, Written};
 
@@ -58,6 +61,8 @@ pub struct Lakehouse {
     schemas: Recent<SchemaRef>,
     /// Plans of table reads of Iceberg snapshots, by pinned ticket.
     plans: Recent<ReadPlan>,
+    /// The footers of files the host scans itself; None: DuckDB runs every read.
+    footers: Option<Arc<Footers>>,
 }
 
 /// A DuckDB view over an Iceberg table: the metadata location and snapshot it reads.
@@ -75,6 +80,9 @@ struct IcebergSource {
     /// The files `read` covers, when it is `read_parquet` over a list of them: what
     /// a split into endpoints would deal out.
     files: Option<FileSpan>,
+    /// `read`'s files and the filter as conditions, when the filter is wholly such
+    /// (or absent): what the host needs to scan them itself.
+    direct: Option<(Vec<String>, Vec<Predicate>)>,
 }
 
 /// The data files a read covers.
@@ -90,6 +98,7 @@ impl IcebergSource {
             read: source.clone(),
             whole: source,
             files: None,
+            direct: None,
         }
     }
 }
@@ -144,6 +153,8 @@ impl Lakehouse {
         std::fs::create_dir_all(home)
             .with_context(|| format!("creating the warehouse {}", home.display()))?;
         let cache = PlanCache::new(duck.plan_cache_tables, duck.plan_cache_mib << 20);
+        let footers = (duck.direct_reads && layout.storage.is_local())
+            .then(|| Arc::new(Footers::new(duck.footer_cache_mib << 20)));
         let capacity = if cache.enabled() { 4096 } else { 0 };
         let (schemas, plans) = (
             Recent::new(capacity, None),
@@ -181,6 +192,7 @@ impl Lakehouse {
             orphans_checked: Default::default(),
             schemas,
             plans,
+            footers,
         };
         lakehouse.sync_views().await?;
         Ok(lakehouse)
@@ -259,6 +271,24 @@ impl Lakehouse {
         self.duck.query(query).await
     }
 
+    /// Run a planned read, streaming its result: the host's own scan of the
+    /// snapshot's files where it returns exactly DuckDB's result and decodes little
+    /// (see `iceberg::scan`), DuckDB's query otherwise.
+    pub async fn run_read(&self, plan: &ReadPlan) -> Result<(SchemaRef, RowStream)> {
+        if let (Some(direct), Some(footers)) = (&plan.direct, &self.footers) {
+            let schema = match &direct.schema {
+                Some(schema) => schema.clone(),
+                None => self.plan_schema(plan).await?,
+            };
+            let footers = footers.clone();
+            if let Some(stream) = iceberg::scan(direct.clone(), schema.clone(), footers).await? {
+                return Ok((schema, stream));
+            }
+        }
+        let query = self.duck.query(plan.query.clone()).await?;
+        Ok((query.schema.clone(), query.into_stream()))
+    }
+
     /// The FROM items that read an Iceberg table at `snapshot` (None: no data yet):
     /// `read_parquet` over the snapshot's files (cached per snapshot) when that is
     /// exact, DuckDB's `iceberg_scan` otherwise (delete files, files of older schemas)
@@ -328,16 +358,36 @@ impl Lakehouse {
                     read: Source::empty(&schema)?,
                     whole,
                     files: None,
+                    direct: None,
                 });
             }
         }
+        let paths = parquet.paths_of(&kept);
+        let exact = match filter {
+            Some(filter) => exact_conditions(filter, &schema),
+            None => Some(Vec::new()),
+        };
+        let direct = exact.filter(|_| part.is_none()).and_then(|conditions| {
+            let predicates = conditions
+                .into_iter()
+                .map(|c| {
+                    Some(Predicate {
+                        column: schema.name_by_field_id(c.field())?.to_string(),
+                        op: c.op(),
+                        value: c.value().clone(),
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some((paths.clone(), predicates))
+        });
         Ok(IcebergSource {
-            read: Source::read_parquet(&parquet.paths_of(&kept)),
+            read: Source::read_parquet(&paths),
             whole,
             files: Some(FileSpan {
                 files: kept.len(),
                 bytes: parquet.bytes_of(&kept),
             }),
+            direct,
         })
     }
 

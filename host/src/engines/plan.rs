@@ -9,7 +9,7 @@ use arrow::datatypes::SchemaRef;
 use floe_wire::expr::parse_filter;
 
 use super::duckdb::sql::{Query, Source};
-use super::iceberg::PinGuard;
+use super::iceberg::{DirectRead, PinGuard};
 use super::{FileSpan, Lakehouse, Located};
 use crate::command::{ReadCommand, TableName, TableRead};
 use crate::error::{Error, Result};
@@ -31,6 +31,19 @@ pub struct ReadPlan {
     /// The data files the query reads, when it could be split into parts by them
     /// (a whole table read over a list of Parquet files, without a limit).
     pub files: Option<FileSpan>,
+    /// The same read as the host can run it without DuckDB, when it may.
+    pub direct: Option<DirectRead>,
+}
+
+impl ReadPlan {
+    /// Only `columns` of the plan's result, whose schema is then `schema`.
+    pub fn project(self, columns: &[String], schema: SchemaRef) -> Self {
+        Self {
+            query: self.query.project(columns),
+            direct: self.direct.map(|d| d.project(columns, schema)),
+            ..self
+        }
+    }
 }
 
 /// A table read's key among the kept plans: its JSON, as its ticket carries it.
@@ -66,6 +79,7 @@ impl Lakehouse {
                     shape: None,
                     snapshots,
                     files: None,
+                    direct: None,
                 })
             }
             ReadCommand::Table(read) => {
@@ -114,7 +128,7 @@ impl Lakehouse {
             .transpose()
             .map_err(|err| Error::invalid(err.to_string()))?;
         let mut snapshots = Vec::new();
-        let (source, whole, files) = match self.locate(&read.table).await? {
+        let (source, whole, files, direct) = match self.locate(&read.table).await? {
             Located::Iceberg(table) => {
                 let snapshot = table.snapshot(read.snapshot_id, read.as_of)?;
                 snapshots.extend(
@@ -135,7 +149,14 @@ impl Lakehouse {
                     )
                     .await?;
                 let files = source.files.filter(|_| read.limit.is_none());
-                (source.read, Some(source.whole), files)
+                let direct = source.direct.map(|(files, conditions)| DirectRead {
+                    files,
+                    conditions,
+                    columns: read.columns.clone(),
+                    limit: read.limit,
+                    schema: None,
+                });
+                (source.read, Some(source.whole), files, direct)
             }
             Located::Duckdb => {
                 if read.snapshot_id.is_some() || read.as_of.is_some() || read.part.is_some() {
@@ -145,7 +166,7 @@ impl Lakehouse {
                         read.table
                     )));
                 }
-                (Source::table(&read.table), None, None)
+                (Source::table(&read.table), None, None, None)
             }
         };
         let query = Query::table_read(
@@ -162,6 +183,7 @@ impl Lakehouse {
             shape,
             snapshots,
             files,
+            direct,
         })
     }
 }

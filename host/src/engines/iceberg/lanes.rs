@@ -44,11 +44,22 @@ const OPEN_PARTITIONS: usize = 16;
 /// and each lane buffers less (measured: peak RSS 630 → 460 MiB on 6 M lineitem rows).
 const ROW_GROUP_ROWS: usize = 122_880;
 
+/// A small read decodes each column's dictionary page and the data pages holding its
+/// rows: a column of mostly distinct values (keys, prices, times) falls back to plain
+/// encoding past this, rather than keeping a dictionary as large as its data.
+/// Measured on SF 1 lineitem: a 100-row filtered read 8.7–11.9 → 3.4–3.5 ms, files
+/// 7 % smaller, full scans unchanged (arrow-rs' default is 1 MiB).
+const DICTIONARY_PAGE_BYTES: usize = 64 << 10;
+/// Rows per data page (arrow-rs' default is 20,000): finer page-index pruning.
+const PAGE_ROWS: usize = 8192;
+
 /// The Parquet settings of every data file floe writes (and of the benchmark's bare write).
 pub fn parquet_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .build()
 }
 

@@ -75,8 +75,24 @@ pub struct Condition {
     value: Datum,
 }
 
+impl Condition {
+    /// The column's field id.
+    pub fn field(&self) -> i32 {
+        self.field
+    }
+
+    pub fn op(&self) -> Op {
+        self.op
+    }
+
+    /// The literal, as a value of the column's type.
+    pub fn value(&self) -> &Datum {
+        &self.value
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Op {
+pub enum Op {
     Eq,
     Lt,
     LtEq,
@@ -168,6 +184,36 @@ pub fn conditions(filter: &Expr, schema: &Schema) -> Vec<Condition> {
     let mut found = Vec::new();
     collect(filter, schema, &mut found);
     found
+}
+
+/// `filter` as conditions that all must hold, when that is the whole of it: each
+/// part a condition bounds can decide (so one the host can evaluate exactly as
+/// DuckDB would). None when any part is something else.
+pub fn exact_conditions(filter: &Expr, schema: &Schema) -> Option<Vec<Condition>> {
+    let mut found = Vec::new();
+    exact(filter, schema, &mut found).then_some(found)
+}
+
+fn exact(expr: &Expr, schema: &Schema, found: &mut Vec<Condition>) -> bool {
+    let before = found.len();
+    match expr {
+        Expr::Nested(inner) => exact(inner, schema, found),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => exact(left, schema, found) && exact(right, schema, found),
+        Expr::BinaryOp { .. } | Expr::Between { negated: false, .. } => {
+            collect(expr, schema, found);
+            let wanted = if matches!(expr, Expr::Between { .. }) {
+                2
+            } else {
+                1
+            };
+            found.len() == before + wanted
+        }
+        _ => false,
+    }
 }
 
 fn collect(expr: &Expr, schema: &Schema, found: &mut Vec<Condition>) {
@@ -340,6 +386,31 @@ mod tests {
 
     fn found(filter: &str) -> Vec<Condition> {
         conditions(&floe_wire::expr::parse_filter(filter).unwrap(), &schema())
+    }
+
+    #[test]
+    fn a_filter_is_exact_only_when_every_part_is_a_condition() {
+        let exact = |filter: &str| {
+            exact_conditions(&floe_wire::expr::parse_filter(filter).unwrap(), &schema())
+                .map(|found| found.len())
+        };
+        assert_eq!(
+            exact("n > 1 AND (day < '2024-01-01' AND n BETWEEN 1 AND 5)"),
+            Some(4)
+        );
+        assert_eq!(exact("3 >= N"), Some(1));
+        for partial in [
+            "n > 1 OR n < 0",
+            "n > 1 AND x < 1",
+            "NOT n > 1",
+            "n BETWEEN 1 AND 'a'",
+            "n NOT BETWEEN 1 AND 5",
+            "n = n",
+            "n IS NULL",
+            "n IN (1, 2)",
+        ] {
+            assert_eq!(exact(partial), None, "{partial}");
+        }
     }
 
     #[test]
