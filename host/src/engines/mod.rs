@@ -36,11 +36,11 @@ pub use self::duckdb::{Described, References};
 pub use self::iceberg::{Expired, Orphans};
 pub use maintain::{open_tables, retention};
 pub use plan::ReadPlan;
+use plan::{PLAN_TTL, Recent};
+pub use write::{WriteHandle, WriteOptions, Written};
 
 /// A read's result, batch by batch.
 pub type RowStream = futures::stream::BoxStream<'static, Result<arrow::array::RecordBatch>>;
-use plan::{PLAN_TTL, Recent};
-pub use write::{WriteHandle, WriteOptions, Written};
 
 pub struct Lakehouse {
     iceberg: IcebergEngine,
@@ -282,6 +282,7 @@ impl Lakehouse {
             };
             let footers = footers.clone();
             if let Some(stream) = iceberg::scan(direct.clone(), schema.clone(), footers).await? {
+                tracing::debug!(files = direct.files.len(), "read served directly");
                 return Ok((schema, stream));
             }
         }

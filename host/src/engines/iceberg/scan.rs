@@ -115,7 +115,9 @@ impl DirectRead {
                 return Ok(None);
             };
             bytes += file.bytes(self.limit.is_some());
-            files.push(file);
+            if !file.row_groups.is_empty() {
+                files.push(file);
+            }
         }
         if bytes > MAX_DIRECT_BYTES {
             return Ok(None);
