@@ -28,8 +28,8 @@ use iceberg::spec::{Datum, PrimitiveLiteral, PrimitiveType};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ArrowReaderMetadata, ParquetRecordBatchReaderBuilder, RowFilter,
-    RowSelection, RowSelector,
+    ArrowPredicateFn, ArrowReaderMetadata, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder, RowFilter, RowSelection, RowSelector,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -214,11 +214,7 @@ impl FileScan {
     fn reader(
         self,
         limit: Option<usize>,
-    ) -> Result<(
-        String,
-        Vec<usize>,
-        parquet::arrow::arrow_reader::ParquetRecordBatchReader,
-    )> {
+    ) -> Result<(String, Vec<usize>, ParquetRecordBatchReader)> {
         let file = File::open(&self.path).map_err(|err| io_error(&self.path, err))?;
         let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata)
             .with_projection(self.projection)
@@ -315,21 +311,25 @@ impl Scan {
                 let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
                 remaining = remaining.map(|n| n.saturating_sub(rows));
                 coalescer.push_batch(batch)?;
-                while let Some(done) = coalescer.next_completed_batch() {
-                    if tx.blocking_send(Ok(done)).is_err() {
-                        return Ok(());
-                    }
+                if !sent(&mut coalescer, tx) {
+                    return Ok(());
                 }
             }
         }
         coalescer.finish_buffered_batch()?;
-        while let Some(done) = coalescer.next_completed_batch() {
-            if tx.blocking_send(Ok(done)).is_err() {
-                return Ok(());
-            }
-        }
+        sent(&mut coalescer, tx);
         Ok(())
     }
+}
+
+/// Send the coalescer's completed batches; false once the receiver is gone.
+fn sent(coalescer: &mut BatchCoalescer, tx: &mpsc::Sender<Result<RecordBatch>>) -> bool {
+    while let Some(done) = coalescer.next_completed_batch() {
+        if tx.blocking_send(Ok(done)).is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Which rows of `batch` (the filter's columns) meet every test; unknown is no.
