@@ -22,8 +22,8 @@ use arrow::datatypes::SchemaRef;
 use self::duckdb::sql::{Query, Source};
 use self::duckdb::{DuckEngine, DuckHome, IcebergReader, QueryStream};
 use self::iceberg::{
-    COMPACT_AT, COMPACT_ON_DEMAND_AT, CatalogDb, Committed, Footers, IcebergEngine, LoadedTable,
-    PlanCache, Predicate, conditions, exact_conditions, local_path,
+    COMPACT_AT, COMPACT_ON_DEMAND_AT, CatalogDb, Committed, Condition, Footers, IcebergEngine,
+    LoadedTable, PlanCache, Predicate, decidable, local_path,
 };
 use crate::command::{Part, TableName, Target};
 use crate::config::{DuckSettings, MaintenanceSettings};
@@ -134,6 +134,23 @@ pub struct Compacted {
     pub snapshot_id: i64,
     /// The table's data files after it.
     pub data_files: u64,
+}
+
+/// Conditions as the direct read takes them: by column name.
+fn predicates(
+    conditions: Vec<Condition>,
+    schema: &::iceberg::spec::Schema,
+) -> Option<Vec<Predicate>> {
+    conditions
+        .into_iter()
+        .map(|c| {
+            Some(Predicate {
+                column: schema.name_by_field_id(c.field())?.to_string(),
+                op: c.op(),
+                value: c.value().clone(),
+            })
+        })
+        .collect()
 }
 
 /// Where `locate` found a table.
@@ -345,7 +362,12 @@ impl Lakehouse {
             return Ok(IcebergSource::same(Source::empty(&schema)?));
         }
         let whole = Source::read_parquet(&parquet.paths);
-        let conditions = filter.map(|f| conditions(f, &schema)).unwrap_or_default();
+        // The filter's conditions prune files; when they are all of it, the host can
+        // also read the files itself (a direct read).
+        let (conditions, all_decidable) = match filter.map(|f| decidable(f, &schema)) {
+            Some(found) => (found.conditions, found.whole),
+            None => (Vec::new(), true),
+        };
         let mut kept = parquet.matching(&conditions);
         metrics().scan_files_skipped.fetch_add(
             (parquet.paths.len() - kept.len()) as u64,
@@ -364,23 +386,10 @@ impl Lakehouse {
             }
         }
         let paths = parquet.paths_of(&kept);
-        let exact = match filter {
-            Some(filter) => exact_conditions(filter, &schema),
-            None => Some(Vec::new()),
-        };
-        let direct = exact.filter(|_| part.is_none()).and_then(|conditions| {
-            let predicates = conditions
-                .into_iter()
-                .map(|c| {
-                    Some(Predicate {
-                        column: schema.name_by_field_id(c.field())?.to_string(),
-                        op: c.op(),
-                        value: c.value().clone(),
-                    })
-                })
-                .collect::<Option<Vec<_>>>()?;
-            Some((paths.clone(), predicates))
-        });
+        let direct = (all_decidable && part.is_none())
+            .then(|| predicates(conditions, &schema))
+            .flatten()
+            .map(|predicates| (paths.clone(), predicates));
         Ok(IcebergSource {
             read: Source::read_parquet(&paths),
             whole,

@@ -47,7 +47,7 @@ pub use footers::Footers;
 pub use lanes::parquet_properties;
 pub use orphans::Orphans;
 pub use pins::{PinGuard, Pins};
-pub use prune::{Condition, Op, conditions, exact_conditions};
+pub use prune::{Condition, Op, conditions, decidable};
 pub use rewrite::{RewriteBase, Staged, may_match};
 pub use scan::{DirectRead, Predicate, scan};
 pub use write::{RowsWrite, TableWrite, WriteOp};

@@ -181,42 +181,24 @@ fn extreme<'a>(values: Option<Vec<&'a Datum>>, pick: Ordering) -> Option<&'a Dat
 /// The conditions of `filter` that file bounds can decide (all must hold for a
 /// row to be kept); the rest of the filter is DuckDB's.
 pub fn conditions(filter: &Expr, schema: &Schema) -> Vec<Condition> {
-    let mut found = Vec::new();
-    collect(filter, schema, &mut found);
-    found
+    decidable(filter, schema).conditions
 }
 
-/// `filter` as conditions that all must hold, when that is the whole of it: each
-/// part a condition bounds can decide (so one the host can evaluate exactly as
-/// DuckDB would). None when any part is something else.
-pub fn exact_conditions(filter: &Expr, schema: &Schema) -> Option<Vec<Condition>> {
-    let mut found = Vec::new();
-    exact(filter, schema, &mut found).then_some(found)
+/// A filter's conditions that bounds can decide, and whether they are the whole of
+/// it: then the host can evaluate the filter itself, exactly as DuckDB would.
+pub struct Decidable {
+    pub conditions: Vec<Condition>,
+    pub whole: bool,
 }
 
-fn exact(expr: &Expr, schema: &Schema, found: &mut Vec<Condition>) -> bool {
-    let before = found.len();
-    match expr {
-        Expr::Nested(inner) => exact(inner, schema, found),
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => exact(left, schema, found) && exact(right, schema, found),
-        Expr::BinaryOp { .. } | Expr::Between { negated: false, .. } => {
-            collect(expr, schema, found);
-            let wanted = if matches!(expr, Expr::Between { .. }) {
-                2
-            } else {
-                1
-            };
-            found.len() == before + wanted
-        }
-        _ => false,
-    }
+pub fn decidable(filter: &Expr, schema: &Schema) -> Decidable {
+    let mut conditions = Vec::new();
+    let whole = collect(filter, schema, &mut conditions);
+    Decidable { conditions, whole }
 }
 
-fn collect(expr: &Expr, schema: &Schema, found: &mut Vec<Condition>) {
+/// Add `expr`'s conditions to `found`; true if they are all of it.
+fn collect(expr: &Expr, schema: &Schema, found: &mut Vec<Condition>) -> bool {
     match expr {
         Expr::Nested(inner) => collect(inner, schema, found),
         Expr::BinaryOp {
@@ -224,16 +206,18 @@ fn collect(expr: &Expr, schema: &Schema, found: &mut Vec<Condition>) {
             op: BinaryOperator::And,
             right,
         } => {
-            collect(left, schema, found);
-            collect(right, schema, found);
+            // Both sides, always: what one side cannot decide does not stop the other's pruning.
+            let left = collect(left, schema, found);
+            let right = collect(right, schema, found);
+            left && right
         }
         Expr::BinaryOp { left, op, right } => {
-            let Some(op) = Op::of(op) else { return };
-            if let Some(c) = condition(left, op, right, schema) {
-                found.push(c);
-            } else if let Some(c) = condition(right, op.flipped(), left, schema) {
-                found.push(c);
-            }
+            let Some(op) = Op::of(op) else { return false };
+            let found_one = condition(left, op, right, schema)
+                .or_else(|| condition(right, op.flipped(), left, schema));
+            let whole = found_one.is_some();
+            found.extend(found_one);
+            whole
         }
         Expr::Between {
             expr,
@@ -241,10 +225,13 @@ fn collect(expr: &Expr, schema: &Schema, found: &mut Vec<Condition>) {
             low,
             high,
         } => {
-            found.extend(condition(expr, Op::GtEq, low, schema));
-            found.extend(condition(expr, Op::LtEq, high, schema));
+            let low = condition(expr, Op::GtEq, low, schema);
+            let high = condition(expr, Op::LtEq, high, schema);
+            let whole = low.is_some() && high.is_some();
+            found.extend(low.into_iter().chain(high));
+            whole
         }
-        _ => {}
+        _ => false,
     }
 }
 
@@ -391,8 +378,8 @@ mod tests {
     #[test]
     fn a_filter_is_exact_only_when_every_part_is_a_condition() {
         let exact = |filter: &str| {
-            exact_conditions(&floe_wire::expr::parse_filter(filter).unwrap(), &schema())
-                .map(|found| found.len())
+            let found = decidable(&floe_wire::expr::parse_filter(filter).unwrap(), &schema());
+            found.whole.then_some(found.conditions.len())
         };
         assert_eq!(
             exact("n > 1 AND (day < '2024-01-01' AND n BETWEEN 1 AND 5)"),

@@ -7,7 +7,7 @@
 //! Taken only where the result is exactly DuckDB's `read_parquet` result: files
 //! without deletes, written under the snapshot's schema, on local storage; a filter
 //! that is wholly conditions the host evaluates as DuckDB does (see
-//! [`super::prune::exact_conditions`]); columns of flat types whose Arrow form is
+//! [`super::prune::decidable`]); columns of flat types whose Arrow form is
 //! DuckDB's. Anything else, or a scan that would decode much data, is DuckDB's.
 
 use std::fs::File;
@@ -115,12 +115,12 @@ impl DirectRead {
                 return Ok(None);
             };
             bytes += file.bytes(self.limit.is_some());
+            if bytes > MAX_DIRECT_BYTES {
+                return Ok(None); // before reading the other files' footers
+            }
             if !file.row_groups.is_empty() {
                 files.push(file);
             }
-        }
-        if bytes > MAX_DIRECT_BYTES {
-            return Ok(None);
         }
         Ok(Some(Scan {
             files,
@@ -337,15 +337,12 @@ fn keep(
     batch: &RecordBatch,
     tests: &[(usize, Op, Scalar<ArrayRef>)],
 ) -> Result<BooleanArray, ArrowError> {
-    let mut kept: Option<BooleanArray> = None;
-    for (at, op, value) in tests {
-        let met = compare(batch.column(*at), *op, value)?;
-        kept = Some(match kept {
-            Some(k) => and_kleene(&k, &met)?,
-            None => met,
-        });
+    let ((at, op, value), rest) = tests.split_first().expect("a filter has conditions");
+    let mut kept = compare(batch.column(*at), *op, value)?;
+    for (at, op, value) in rest {
+        kept = and_kleene(&kept, &compare(batch.column(*at), *op, value)?)?;
     }
-    Ok(kept.unwrap_or_else(|| BooleanArray::from(vec![true; batch.num_rows()])))
+    Ok(kept)
 }
 
 fn compare(
